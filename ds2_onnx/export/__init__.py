@@ -1,0 +1,1 @@
+"""Export: the only part of ds2-onnx that imports torch. Checkpoint loading, ONNX export, rewrite, quantization."""

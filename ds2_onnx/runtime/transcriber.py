@@ -1,0 +1,149 @@
+"""Transcriber: audio in, text with word timings out, using one exported ONNX model and no torch."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence, Union
+
+import numpy as np
+
+from ..errors import AudioError
+from .audio import load_audio, prepare_audio
+from .decoding import Char, Decoded, Word, decode, decode_batch
+from .features import compute_features, num_frames
+from .model_info import ModelInfo
+from .session import SessionOptions, create_session, run_model
+
+AudioInput = Union[str, Path, np.ndarray]
+
+
+@dataclass(frozen=True)
+class Transcription:
+    text: str
+    words: tuple[Word, ...]
+    chars: tuple[Char, ...]
+    duration: float  # seconds of audio
+    processing_time: float  # seconds spent on this utterance (for a batch: its share of the batch)
+    source: str | None = None  # the file path, when the input was a file
+
+    @property
+    def rtf(self) -> float:
+        return self.processing_time / self.duration if self.duration > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class Features:
+    """One utterance ready for the model: (F, T) features and its audio duration."""
+
+    values: np.ndarray | None  # None when the audio is shorter than the model's receptive field
+    duration: float
+    source: str | None
+
+
+class Transcriber:
+    """Transcribe with one exported model. Immutable after construction and safe to share between threads."""
+
+    def __init__(self, model: str | Path, options: SessionOptions = SessionOptions(), resample: bool = True):
+        self.model_path = Path(model)
+        self.options = options
+        self.resample = resample
+        self._session, self.info = create_session(self.model_path, options)
+
+    def __repr__(self) -> str:
+        return f"Transcriber({str(self.model_path)!r}, precision={self.info.precision!r})"
+
+    # -- stages -------------------------------------------------------------------------------------
+    def load(self, audio: AudioInput, sample_rate: int | None = None) -> np.ndarray:
+        """Mono float64 samples in [-1, 1] at the model's rate, from a path or an array (+ its rate)."""
+        info = self.info
+        if isinstance(audio, (str, Path)):
+            return load_audio(audio, info.sample_rate, resample=self.resample)
+        if sample_rate is None:
+            raise AudioError("pass sample_rate with a numpy array of samples")
+        return prepare_audio(audio, sample_rate, info.sample_rate, resample=self.resample, source="audio array")
+
+    def features(self, audio: AudioInput, sample_rate: int | None = None) -> Features:
+        info = self.info
+        samples = self.load(audio, sample_rate)
+        source = str(audio) if isinstance(audio, (str, Path)) else None
+        duration = samples.size / info.sample_rate
+        if num_frames(samples.size, info.hop_length) < info.min_frames:
+            return Features(None, duration, source)
+        values = compute_features(
+            samples * info.input_scale,
+            info.n_fft,
+            info.hop_length,
+            info.win_length,
+            center=info.center,
+            pad_mode=info.pad_mode,
+            normalized=info.normalized,
+        )
+        return Features(values, duration, source)
+
+    def log_probs(self, spect: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Run the model on a right-padded (B, F, T) or (B, 1, F, T) batch."""
+        if spect.ndim == 3:
+            spect = spect[:, None]
+        return run_model(self._session, self.info, spect, np.asarray(lengths))
+
+    # -- whole pipeline -----------------------------------------------------------------------------
+    def transcribe(self, audio: AudioInput, sample_rate: int | None = None) -> Transcription:
+        start = time.perf_counter()
+        feats = self.features(audio, sample_rate)
+        if feats.values is None:
+            decoded = Decoded("", (), ())
+        else:
+            log_probs, lengths = self.log_probs(feats.values[None], np.array([feats.values.shape[1]]))
+            decoded = decode(log_probs[0, : int(lengths[0])], self.info.labels, self.info.blank_index, self.info.frame_duration)
+        return _result(decoded, feats, time.perf_counter() - start)
+
+    def transcribe_batch(
+        self, audios: Sequence[AudioInput], sample_rate: int | None = None, batch_size: int = 8
+    ) -> list[Transcription]:
+        """Transcribe many inputs, sorted by length and padded in batches; results in input order."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        results: list[Transcription | None] = [None] * len(audios)
+        for indices, batch_results in self.iter_batches(audios, sample_rate, batch_size):
+            for i, r in zip(indices, batch_results):
+                results[i] = r
+        return results  # type: ignore[return-value]
+
+    def iter_batches(
+        self, audios: Sequence[AudioInput], sample_rate: int | None = None, batch_size: int = 8
+    ) -> Iterable[tuple[list[int], list[Transcription]]]:
+        """Yield (input indices, results) batch by batch, for progress reporting on long lists.
+
+        Features for all inputs are computed first so batches group similar lengths (less padding).
+        """
+        start = time.perf_counter()
+        feats = [self.features(a, sample_rate) for a in audios]
+        feature_time = (time.perf_counter() - start) / max(1, len(audios))
+        order = sorted(range(len(feats)), key=lambda i: -1 if feats[i].values is None else feats[i].values.shape[1])
+        empty = [i for i in order if feats[i].values is None]
+        if empty:
+            yield empty, [_result(Decoded("", (), ()), feats[i], feature_time) for i in empty]
+        order = [i for i in order if feats[i].values is not None]
+        for b in range(0, len(order), batch_size):
+            idx = order[b : b + batch_size]
+            t0 = time.perf_counter()
+            spect, lengths = pad_batch([feats[i].values for i in idx])
+            log_probs, out_lengths = self.log_probs(spect, lengths)
+            decoded = decode_batch(log_probs, out_lengths, self.info.labels, self.info.blank_index, self.info.frame_duration)
+            share = (time.perf_counter() - t0) / len(idx)
+            yield idx, [_result(d, feats[i], feature_time + share) for d, i in zip(decoded, idx)]
+
+
+def pad_batch(features: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Right-pad (F, T_i) features with zeros into (B, 1, F, max T) and return the lengths (B,)."""
+    lengths = np.array([f.shape[1] for f in features], dtype=np.int64)
+    out = np.zeros((len(features), 1, features[0].shape[0], int(lengths.max())), dtype=np.float32)
+    for b, f in enumerate(features):
+        out[b, 0, :, : f.shape[1]] = f
+    return out, lengths
+
+
+def _result(decoded: Decoded, feats: Features, seconds: float) -> Transcription:
+    return Transcription(decoded.text, decoded.words, decoded.chars, feats.duration, seconds, feats.source)

@@ -1,0 +1,1 @@
+"""Validation: the original PyTorch + librosa pipeline as reference, WER/CER, latency."""

@@ -1,0 +1,219 @@
+"""tools/make_corpus.py: a tiny synthetic corpus, its layout, audio, text and determinism.
+
+Needs the Debian packages espeak-ng, flite, fortunes, fortunes-min and wamerican
+(CI installs them); without them these tests fail, they do not skip.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+ROOT = Path(__file__).resolve().parents[1]
+TOOL = ROOT / "tools" / "make_corpus.py"
+sys.path.insert(0, str(ROOT / "tools"))
+
+import sentences  # noqa: E402
+
+COUNTS = {"train": 6, "dev": 3, "test": 3}
+FLAC_RE = re.compile(r"^(train|dev|test)/(\d+)/(\d+)/(\d+)-(\d+)-(\d{4})\.flac$")
+TRANS_RE = re.compile(r"^[A-Z']+( [A-Z']+)*$")
+
+
+def _require_tools() -> None:
+    for binary in ("espeak-ng", "flite"):
+        assert shutil.which(binary), (
+            f"{binary} is not installed: the corpus generator needs it "
+            f"(apt-get install espeak-ng flite fortunes fortunes-min wamerican)")
+    assert os.path.isfile(sentences.DICT_PATH), "install the Debian package wamerican"
+    assert os.path.isfile(os.path.join(sentences.FORTUNE_DIR, "fortunes")), (
+        "install the Debian packages fortunes and fortunes-min")
+
+
+def _generate(out: Path, seed: int = 0, jobs: int = 2) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, str(TOOL), "--out", str(out), "--seed", str(seed),
+           "--train", str(COUNTS["train"]), "--dev", str(COUNTS["dev"]),
+           "--test", str(COUNTS["test"]), "--jobs", str(jobs)]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, f"make_corpus failed:\n{p.stderr}"
+    return p
+
+
+def _transcripts(root: Path) -> dict[str, dict[str, str]]:
+    out: dict[str, dict[str, str]] = {s: {} for s in COUNTS}
+    for tf in sorted(root.glob("*/*/*/*.trans.txt")):
+        split = tf.relative_to(root).parts[0]
+        for line in tf.read_text(encoding="ascii").splitlines():
+            uid, text = line.split(" ", 1)
+            out[split][uid] = text
+    return out
+
+
+@pytest.fixture(scope="module")
+def corpora(tmp_path_factory):
+    _require_tools()
+    base = tmp_path_factory.mktemp("corpus")
+    a, b = base / "a", base / "b"
+    proc = _generate(a, jobs=2)
+    _generate(b, jobs=1)          # same seed, serial: must be identical
+    return a, b, proc
+
+
+def test_layout_and_transcript_files(corpora):
+    root, _, _ = corpora
+    flacs = sorted(str(p.relative_to(root)) for p in root.rglob("*.flac"))
+    assert len(flacs) == sum(COUNTS.values())
+    trans = _transcripts(root)
+    for split, n in COUNTS.items():
+        assert len(trans[split]) == n
+    for rel in flacs:
+        m = FLAC_RE.match(rel)
+        assert m, rel
+        split, spk, chap, spk2, chap2, _ = m.groups()
+        assert (spk, chap) == (spk2, chap2)
+        d = root / split / spk / chap
+        assert (d / f"{spk}-{chap}.trans.txt").is_file()
+        assert Path(rel).stem in trans[split]
+    # every transcript line has its audio
+    for split, utts in trans.items():
+        for uid in utts:
+            spk, chap, _ = uid.split("-")
+            assert (root / split / spk / chap / f"{uid}.flac").is_file()
+    for name in ("voices.json", "summary.json", "SOURCES.md"):
+        assert (root / name).is_file()
+    sources = (root / "SOURCES.md").read_text()
+    assert "fortunes" in sources and "wamerican" in sources and "BSD" in sources
+
+
+def test_flac_format(corpora):
+    root, _, _ = corpora
+    for f in root.rglob("*.flac"):
+        info = sf.info(str(f))
+        assert (info.format, info.subtype, info.samplerate, info.channels) == (
+            "FLAC", "PCM_16", 16000, 1), f
+        x, sr = sf.read(str(f), dtype="float32")
+        assert x.ndim == 1 and np.all(np.isfinite(x))
+        assert 0.5 < len(x) / sr < 30, f
+        assert np.sqrt(np.mean(x ** 2)) > 0.005, f"{f} is (nearly) silent"
+        assert np.max(np.abs(x)) < 1.0
+
+
+def test_transcript_normalisation_and_disjoint_splits(corpora):
+    root, _, _ = corpora
+    trans = _transcripts(root)
+    sets = {}
+    for split, utts in trans.items():
+        for uid, text in utts.items():
+            assert TRANS_RE.match(text), (uid, text)
+            assert 3 <= len(text.split()) <= 25, (uid, text)
+        sets[split] = set(utts.values())
+        assert len(sets[split]) == len(utts), f"repeated transcript in {split}"
+    assert not sets["train"] & sets["dev"]
+    assert not sets["train"] & sets["test"]
+    assert not sets["dev"] & sets["test"]
+
+
+def test_voices_and_held_out(corpora):
+    root, _, _ = corpora
+    voices = json.loads((root / "voices.json").read_text())
+    spk = voices["speakers"]
+    assert voices["seed"] == 0
+    for sid, s in spk.items():
+        assert sid.isdigit()
+        assert s["synth"] in ("espeak-ng", "flite")
+        for key in ("voice", "variant", "speed", "pitch", "splits", "held_out"):
+            assert key in s, (sid, key)
+    used = {split: {uid.split("-")[0] for uid in utts}
+            for split, utts in _transcripts(root).items()}
+    for split, ids in used.items():
+        for sid in ids:
+            assert split in spk[sid]["splits"]
+    train_spk = [spk[i] for i in used["train"]]
+    assert not any(s["held_out"] for s in train_spk)
+    # the whole train speaker table (used or not) never has a held-out voice
+    table_train = [s for s in spk.values() if not s["held_out"]]
+    held = voices["held_out"]
+    for s in table_train:
+        assert s["voice"] not in held["espeak_accents"] + held["flite_voices"]
+        assert s["variant"] not in held["espeak_variants"]
+    seen_combos = {(s["voice"], s["variant"]) for s in table_train}
+    for split in ("dev", "test"):
+        ids = used[split]
+        held_ids = [i for i in ids if spk[i]["held_out"]]
+        assert held_ids, f"no held-out voice in {split}"
+        assert any(not spk[i]["held_out"] and "train" in spk[i]["splits"] for i in ids), (
+            f"no seen voice in {split}")
+        for i in held_ids:
+            s = spk[i]
+            assert s["splits"] == [split]
+            assert (s["voice"], s["variant"]) not in seen_combos
+    kinds = {s["held_out_reason"] for s in spk.values() if s["held_out"]}
+    assert {"accent", "flite-voice", "variant", "combination"} <= kinds
+
+
+def test_deterministic_and_jobs_independent(corpora):
+    a, b, _ = corpora
+    ta = sorted(p.relative_to(a) for p in a.rglob("*.trans.txt"))
+    tb = sorted(p.relative_to(b) for p in b.rglob("*.trans.txt"))
+    assert ta == tb
+    for rel in ta:
+        assert (a / rel).read_bytes() == (b / rel).read_bytes()
+    for f in a.rglob("*.flac"):
+        xa, _ = sf.read(str(f), dtype="int16")
+        xb, _ = sf.read(str(b / f.relative_to(a)), dtype="int16")
+        assert np.array_equal(xa, xb), f
+    assert (a / "voices.json").read_bytes() == (b / "voices.json").read_bytes()
+
+
+def test_progress_and_speed_reported(corpora):
+    _, _, proc = corpora
+    assert re.search(r"utt/s", proc.stderr)
+
+
+def test_missing_synthesiser_is_one_line_error(tmp_path):
+    # a PATH with python but no espeak-ng / flite
+    env = dict(os.environ, PATH=str(tmp_path))
+    p = subprocess.run([sys.executable, str(TOOL), "--out", str(tmp_path / "c"),
+                        "--train", "2", "--dev", "2", "--test", "2"],
+                       capture_output=True, text=True, env=env, timeout=60)
+    assert p.returncode == 1
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and "espeak-ng" in lines[0] and "not found" in lines[0], p.stderr
+
+
+@pytest.mark.parametrize("raw, spoken", [
+    ("Mr. Smith paid $5 for 3 apples in 1984!", "mister smith paid five dollars for three apples in nineteen eighty four!"),
+    ("It's a well-known fact; don't panic.", "it's a well known fact, don't panic."),
+    ("She came 2nd out of 1,250 runners", "she came second out of one thousand two hundred and fifty runners."),
+    ("The IBM machine crashed.", None),           # acronym: would be spelled out
+    ("Visit www.example.com today.", None),
+    ("Too short.", None),
+    ("J. R. R. Tolkien wrote books.", None),
+])
+def test_normalise_sentence(raw, spoken):
+    r = sentences.normalise_sentence(raw)
+    if spoken is None:
+        assert r is None
+    else:
+        assert r is not None and r[0] == spoken
+        assert r[1] == sentences.transcript_of(spoken)
+        assert sentences.valid_transcript(r[1])
+
+
+def test_number_words():
+    assert sentences.number_words(0) == "zero"
+    assert sentences.number_words(105) == "one hundred and five"
+    assert sentences.number_words(2024) == "two thousand and twenty four"
+    assert sentences.number_words(1_000_007) == "one million and seven"
+    assert sentences.ordinal_words(21) == "twenty first"
+    assert sentences.ordinal_words(40) == "fortieth"
+    assert sentences.year_words(1906) == "nineteen oh six"

@@ -1,0 +1,579 @@
+#!/usr/bin/env python3
+"""Deterministic synthetic-speech corpus for training a small DeepSpeech2.
+
+    python tools/make_corpus.py --out DIR --seed 0 --train 2000 --dev 200 --test 200 --jobs 2
+
+writes a LibriSpeech-style tree
+
+    DIR/<split>/<speaker>/<chapter>/<speaker>-<chapter>-<utt:04d>.flac   16 kHz mono 16-bit
+    DIR/<split>/<speaker>/<chapter>/<speaker>-<chapter>.trans.txt        "<id> TRANSCRIPT"
+    DIR/voices.json     speaker id -> synthesiser, voice, variant, speed, pitch, splits, held out
+    DIR/summary.json    utterances, seconds and speakers per split
+    DIR/SOURCES.md      text sources and their licences
+
+for the splits train, dev and test.  A "speaker" is one synthesiser voice
+configuration: an espeak-ng English accent + voice variant + speed + pitch
++ word gap, or a flite voice + duration stretch + f0 shift; every speaker
+also gets a fixed resampling factor ("vtlp", a speed perturbation that moves
+formants and pitch together).  Chapters are batches of --chapter-size
+utterances of one speaker, numbered 1000+k (train), 2000+k (dev), 3000+k (test).
+
+Held-out voices: dev and test each hold about --heldout-fraction of their
+utterances from speakers never used in train, of four kinds: the espeak accent
+en-029 (Caribbean), the flite voice rms, the espeak variants m6/f4/belinda,
+and accent+variant combinations that no train speaker has; the rest come from
+train speakers.  Transcripts never repeat across splits.
+
+Text (see tools/sentences.py and DIR/SOURCES.md): natural sentences from the
+BSD fortune files (Debian: fortunes, fortunes-min) and template sentences
+whose open vocabulary comes from the SCOWL word list (Debian: wamerican).
+
+Everything follows from --seed: the speaker table, the sentences, their
+assignment, and a per-utterance random stream (gain, silence padding,
+optional noise) seeded from (seed, split, index).  espeak-ng and flite are
+deterministic, so the same seed gives byte-identical transcripts and
+identical audio, whatever --jobs is.
+
+Needs the Debian packages espeak-ng, flite, fortunes, fortunes-min, wamerican
+and the Python packages numpy, soundfile, soxr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import random
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import numpy as np  # noqa: E402
+
+import sentences  # noqa: E402
+
+SAMPLE_RATE = 16000
+SPLITS = ("train", "dev", "test")
+CHAPTER_BASE = {"train": 1000, "dev": 2000, "test": 3000}
+
+# espeak-ng English accents (espeak-ng --voices=en); en-uk and the other
+# mb/* entries need mbrola voices and are left out.
+ESPEAK_SEEN_ACCENTS = ("en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp",
+                       "en-gb-x-gbclan", "en-gb-x-gbcwmd", "en-us-nyc")
+ESPEAK_HELDOUT_ACCENTS = ("en-029",)
+# espeak-ng voice variants (espeak-ng --voices=variant, file names under !v/);
+# robotic, whispering and novelty variants are left out.  "" = no variant.
+ESPEAK_SEEN_VARIANTS_M = ("", "m1", "m2", "m3", "m4", "m5", "m7", "m8", "klatt",
+                          "klatt2", "klatt3", "klatt4", "Alex", "Andy", "benjamin",
+                          "boris", "david", "edward", "gustave", "iven3", "marcelo",
+                          "max", "michel", "norbert", "pablo", "paul", "quincy",
+                          "rob", "travis", "victor", "Lee", "Mike", "grandpa")
+ESPEAK_SEEN_VARIANTS_F = ("f1", "f2", "f3", "f5", "Alicia", "Andrea", "Annie",
+                          "aunty", "linda", "steph", "shelby", "grandma")
+ESPEAK_HELDOUT_VARIANTS = ("m6", "f4", "belinda")
+FLITE_SEEN_VOICES = ("kal", "kal16", "awb", "slt")
+FLITE_HELDOUT_VOICES = ("rms",)      # rms ignores f0_shift: its pitch stays 1.0
+HELDOUT_KINDS = ("accent", "flite-voice", "variant", "combination")
+
+
+class CorpusError(RuntimeError):
+    """Reported as one line on stderr, exit code 1."""
+
+
+# ---------------------------------------------------------------------------
+# speakers
+
+
+@dataclass
+class Speaker:
+    id: int
+    synth: str                 # "espeak-ng" or "flite"
+    voice: str                 # espeak accent or flite voice name
+    variant: str               # espeak variant ("" for none / flite)
+    speed: float               # espeak words per minute / flite duration_stretch
+    pitch: float               # espeak pitch 0-99 / flite f0_shift factor
+    word_gap: int              # espeak -g (units of 10 ms); 0 for flite
+    vtlp: float                # resampling factor applied to the synthesiser output
+    held_out: bool = False
+    held_out_reason: str | None = None
+    splits: list[str] = field(default_factory=list)
+    utterances: dict[str, int] = field(default_factory=dict)
+
+    def as_json(self) -> dict:
+        d = asdict(self)
+        d.pop("id")
+        d["speed_unit"] = "words_per_minute" if self.synth == "espeak-ng" else "duration_stretch"
+        d["pitch_unit"] = "espeak_pitch_0_99" if self.synth == "espeak-ng" else "f0_shift_factor"
+        return d
+
+
+def _espeak_speaker(rng: random.Random, sid: int, accent: str, variant: str) -> Speaker:
+    return Speaker(id=sid, synth="espeak-ng", voice=accent, variant=variant,
+                   speed=rng.randint(120, 200), pitch=rng.randint(25, 75),
+                   word_gap=rng.choice((0, 0, 0, 1, 1, 2)),
+                   vtlp=round(rng.uniform(0.94, 1.06), 3))
+
+
+def _flite_speaker(rng: random.Random, sid: int, voice: str) -> Speaker:
+    pitch = 1.0 if voice == "rms" else round(rng.uniform(0.85, 1.2), 3)
+    return Speaker(id=sid, synth="flite", voice=voice, variant="",
+                   speed=round(rng.uniform(0.8, 1.25), 3), pitch=pitch, word_gap=0,
+                   vtlp=round(rng.uniform(0.94, 1.06), 3))
+
+
+def _seen_variant(rng: random.Random) -> str:
+    pool = ESPEAK_SEEN_VARIANTS_F if rng.random() < 0.4 else ESPEAK_SEEN_VARIANTS_M
+    return rng.choice(pool)
+
+
+def make_speakers(seed: int, n_train: int, n_heldout: int) -> dict[str, list[Speaker]]:
+    """Speaker table: train speakers, and dev / test held-out speakers."""
+    rng = random.Random(f"{seed}:speakers")
+    sid = 101
+    train: list[Speaker] = []
+    n_flite = max(1, round(0.2 * n_train)) if n_train > 1 else 0
+    for i in range(n_train):
+        if i < n_flite:   # flite voices cycle so that every seen one is used
+            train.append(_flite_speaker(rng, sid, FLITE_SEEN_VOICES[i % len(FLITE_SEEN_VOICES)]))
+        else:
+            train.append(_espeak_speaker(rng, sid, rng.choice(ESPEAK_SEEN_ACCENTS),
+                                         _seen_variant(rng)))
+        sid += 1
+    seen_combos = {(s.voice, s.variant) for s in train if s.synth == "espeak-ng"}
+    out = {"train": train}
+    for split in ("dev", "test"):
+        held: list[Speaker] = []
+        for i in range(n_heldout):
+            kind = HELDOUT_KINDS[i % len(HELDOUT_KINDS)]
+            if kind == "accent":
+                spk = _espeak_speaker(rng, sid, rng.choice(ESPEAK_HELDOUT_ACCENTS),
+                                      _seen_variant(rng))
+            elif kind == "flite-voice":
+                spk = _flite_speaker(rng, sid, rng.choice(FLITE_HELDOUT_VOICES))
+            elif kind == "variant":
+                spk = _espeak_speaker(rng, sid, rng.choice(ESPEAK_SEEN_ACCENTS),
+                                      rng.choice(ESPEAK_HELDOUT_VARIANTS))
+            else:
+                for _ in range(1000):
+                    combo = (rng.choice(ESPEAK_SEEN_ACCENTS), _seen_variant(rng))
+                    if combo not in seen_combos:
+                        break
+                else:
+                    raise CorpusError("could not find an unseen accent+variant combination")
+                spk = _espeak_speaker(rng, sid, *combo)
+            spk.held_out, spk.held_out_reason = True, kind
+            held.append(spk)
+            sid += 1
+        out[split] = held
+    return out
+
+
+# ---------------------------------------------------------------------------
+# plan
+
+
+@dataclass
+class Utt:
+    split: str
+    index: int                 # position in the split
+    uid: str
+    path: str                  # relative to DIR
+    speaker: Speaker
+    spoken: str
+    transcript: str
+
+
+def plan_corpus(seed: int, counts: dict[str, int], speakers: dict[str, list[Speaker]],
+                src: sentences.TextSources, natural_fraction: float,
+                heldout_fraction: float, chapter_size: int) -> list[Utt]:
+    # natural sentences: one shuffled pool, consumed test -> dev -> train so
+    # the test sentences depend only on (seed, --test), not on --train.
+    pool = list(src.natural)
+    random.Random(f"{seed}:natural").shuffle(pool)
+    used = {t for _, t in src.natural}   # template sentences never copy a natural one
+    nat_pos = 0
+    texts: dict[str, list[tuple[str, str]]] = {}
+    for split in ("test", "dev", "train"):
+        rng = random.Random(f"{seed}:{split}:text")
+        gen = sentences.TemplateGenerator(src.lexicon, rng)
+        lst = []
+        for _ in range(counts[split]):
+            if nat_pos < len(pool) and rng.random() < natural_fraction:
+                lst.append(pool[nat_pos])
+                nat_pos += 1
+                continue
+            for _attempt in range(1000):
+                spoken = gen.sentence()
+                t = sentences.transcript_of(spoken)
+                n = len(t.split())
+                if 3 <= n <= 25 and t not in used and sentences.valid_transcript(t):
+                    break
+            else:
+                raise CorpusError("template generator keeps repeating itself")
+            used.add(t)
+            lst.append((spoken, t))
+        texts[split] = lst
+
+    utts: list[Utt] = []
+    used_in_train: set[int] = set()
+    for split in SPLITS:   # train first: dev/test "seen" voices are ones train really uses
+        rng = random.Random(f"{seed}:{split}:voices")
+        seen = [s for s in speakers["train"] if split == "train" or s.id in used_in_train]
+        rng.shuffle(seen)
+        held = list(speakers[split]) if split != "train" else []
+        rng.shuffle(held)
+        n_seen = n_held = 0
+        per_spk: dict[int, int] = {}
+        for i, (spoken, t) in enumerate(texts[split]):
+            # dev/test: utterance 0 held out, 1 seen, then by --heldout-fraction
+            if held and (i == 0 or (i > 1 and rng.random() < heldout_fraction)):
+                spk = held[n_held % len(held)]
+                n_held += 1
+            else:
+                spk = seen[n_seen % len(seen)]
+                n_seen += 1
+            if split == "train":
+                used_in_train.add(spk.id)
+            k = per_spk.get(spk.id, 0)
+            per_spk[spk.id] = k + 1
+            chapter = CHAPTER_BASE[split] + k // chapter_size
+            uid = f"{spk.id}-{chapter}-{k % chapter_size:04d}"
+            path = f"{split}/{spk.id}/{chapter}/{uid}.flac"
+            utts.append(Utt(split, i, uid, path, spk, spoken, t))
+    return utts
+
+
+# ---------------------------------------------------------------------------
+# synthesis (runs in worker processes)
+
+
+def _parse_wav(data: bytes) -> tuple[np.ndarray, int]:
+    if data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        raise RuntimeError("synthesiser did not return a WAV stream")
+    pos, sr, fmt_ok = 12, 0, False
+    while pos + 8 <= len(data):
+        cid, size = data[pos:pos + 4], int.from_bytes(data[pos + 4:pos + 8], "little")
+        body = pos + 8
+        if cid == b"fmt ":
+            fmt, ch, sr = (int.from_bytes(data[body:body + 2], "little"),
+                           int.from_bytes(data[body + 2:body + 4], "little"),
+                           int.from_bytes(data[body + 4:body + 8], "little"))
+            bits = int.from_bytes(data[body + 14:body + 16], "little")
+            fmt_ok = fmt == 1 and ch == 1 and bits == 16
+        elif cid == b"data":
+            if not fmt_ok:
+                raise RuntimeError("unexpected WAV format (want 16-bit mono PCM)")
+            raw = data[body:body + size] if size < 0x7F000000 else data[body:]
+            raw = raw[: len(raw) // 2 * 2]
+            return np.frombuffer(raw, dtype="<i2").copy(), sr
+        pos = body + size + (size & 1)
+    raise RuntimeError("WAV stream without data")
+
+
+def synth_command(spk: Speaker, text: str) -> list[str]:
+    if spk.synth == "espeak-ng":
+        voice = spk.voice + ("+" + spk.variant if spk.variant else "")
+        return ["espeak-ng", "-v", voice, "-s", str(int(spk.speed)), "-p", str(int(spk.pitch)),
+                "-g", str(spk.word_gap), "--stdout", text]
+    return ["flite", "-voice", spk.voice, "--setf", f"duration_stretch={spk.speed}",
+            "--setf", f"f0_shift={spk.pitch}", "-t", text, "-o", "/dev/stdout"]
+
+
+def synthesize(spk: Speaker, text: str) -> tuple[np.ndarray, int]:
+    cmd = synth_command(spk, text)
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
+    err = p.stderr.decode("utf-8", "replace").strip()
+    if p.returncode != 0 or not p.stdout:
+        raise RuntimeError(f"{cmd[0]} failed (exit {p.returncode}): {err or 'no output'}")
+    return _parse_wav(p.stdout)
+
+
+def _active_bounds(y: np.ndarray, sr: int) -> tuple[int, int]:
+    """First and last sample of the 10 ms frames within 40 dB of the loudest."""
+    hop = sr // 100
+    n = len(y) // hop
+    if n == 0:
+        return 0, len(y)
+    e = np.sqrt(np.mean(y[: n * hop].reshape(n, hop) ** 2, axis=1))
+    act = np.nonzero(e > e.max() * 0.01)[0]
+    return int(act[0]) * hop, min(len(y), (int(act[-1]) + 1) * hop)
+
+
+def render(spk: Speaker, text: str, seed: int, split: str, index: int,
+           noise: tuple[float, float] | None) -> np.ndarray:
+    """Synthesised utterance as int16 at 16 kHz (deterministic)."""
+    import soxr
+
+    pcm, sr = synthesize(spk, text)
+    if pcm.size == 0 or not np.any(pcm):
+        raise RuntimeError(f"{spk.synth} produced silence for {text!r}")
+    x = pcm.astype(np.float64) / 32768.0
+    # speed perturbation: pretend the output was sampled at sr * vtlp
+    y = soxr.resample(x, sr * spk.vtlp, SAMPLE_RATE, quality="HQ")
+    rng = np.random.default_rng([seed, SPLITS.index(split), index])
+    lead, trail = rng.uniform(0.10, 0.30), rng.uniform(0.15, 0.40)
+    a, b = _active_bounds(y, SAMPLE_RATE)
+    pre = max(0, a - int(lead * SAMPLE_RATE))
+    post = min(len(y), b + int(trail * SAMPLE_RATE))
+    y = np.concatenate([np.zeros(max(0, int(lead * SAMPLE_RATE) - a)), y[pre:post],
+                        np.zeros(max(0, b + int(trail * SAMPLE_RATE) - len(y)))])
+    peak_db = rng.uniform(-10.0, -1.5)              # mild random gain
+    y *= 10 ** (peak_db / 20) / np.max(np.abs(y))
+    if noise is not None:                          # optional light white noise
+        snr_db = rng.uniform(*noise)
+        sig = np.sqrt(np.mean(y[int(lead * SAMPLE_RATE):-int(trail * SAMPLE_RATE) or None] ** 2))
+        y = y + rng.standard_normal(len(y)) * sig * 10 ** (-snr_db / 20)
+    return np.clip(np.round(y * 32767.0), -32768, 32767).astype(np.int16)
+
+
+_WORKER: dict = {}
+
+
+def _init_worker(out: str, seed: int, noise) -> None:
+    _WORKER.update(out=out, seed=seed, noise=noise)
+
+
+def _work(u: Utt) -> tuple[str, int]:
+    import soundfile as sf
+
+    try:
+        audio = render(u.speaker, u.spoken, _WORKER["seed"], u.split, u.index, _WORKER["noise"])
+        path = os.path.join(_WORKER["out"], u.path)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        sf.write(path, audio, SAMPLE_RATE, format="FLAC", subtype="PCM_16")
+    except Exception as e:  # noqa: BLE001 -- reported to the parent as one line
+        raise CorpusError(f"{u.uid} ({u.speaker.synth} {u.speaker.voice}"
+                          f"{'+' + u.speaker.variant if u.speaker.variant else ''}): {e}") from None
+    return u.uid, len(audio)
+
+
+# ---------------------------------------------------------------------------
+# checks and driver
+
+
+def check_tools(speakers: dict[str, list[Speaker]]) -> None:
+    for binary, pkg in (("espeak-ng", "espeak-ng"), ("flite", "flite")):
+        if shutil.which(binary) is None:
+            raise CorpusError(f"'{binary}' not found on PATH; install the Debian package '{pkg}'")
+    try:
+        import soundfile  # noqa: F401
+        import soxr  # noqa: F401
+    except ImportError as e:
+        raise CorpusError(f"missing Python package: {e.name} (pip install soundfile soxr)") from None
+    used = [s for lst in speakers.values() for s in lst]
+    run = lambda *a: subprocess.run(a, capture_output=True, text=True, check=False).stdout  # noqa: E731
+    langs = set(re.findall(r"^\s*\d+\s+(\S+)", run("espeak-ng", "--voices=en"), re.M))
+    variants = {m.split("/", 1)[1] for m in re.findall(r"(!v/\S+)", run("espeak-ng", "--voices=variant"))}
+    fl = set(run("flite", "-lv").split(":", 1)[-1].split())
+    for s in used:
+        if s.synth == "espeak-ng" and s.voice not in langs:
+            raise CorpusError(f"espeak-ng has no voice '{s.voice}' (espeak-ng --voices=en)")
+        if s.synth == "espeak-ng" and s.variant and s.variant not in variants:
+            raise CorpusError(f"espeak-ng has no variant '{s.variant}' (espeak-ng --voices=variant)")
+        if s.synth == "flite" and s.voice not in fl:
+            raise CorpusError(f"flite has no voice '{s.voice}' (flite -lv)")
+
+
+class _Progress:
+    def __init__(self, total: int, quiet: bool):
+        self.total, self.done, self.t0, self.quiet = total, 0, time.time(), quiet
+        self.bar = None
+        if not quiet and sys.stderr.isatty():
+            from rich.progress import Progress
+            self.bar = Progress(transient=False)
+            self.bar.start()
+            self.task = self.bar.add_task("synthesising", total=total)
+        self.step = max(1, total // 20)
+
+    def advance(self) -> None:
+        self.done += 1
+        if self.bar is not None:
+            self.bar.advance(self.task)
+        elif not self.quiet and (self.done % self.step == 0 or self.done == self.total):
+            rate = self.done / max(1e-9, time.time() - self.t0)
+            print(f"make_corpus: {self.done}/{self.total} utterances ({rate:.1f} utt/s)",
+                  file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def make_corpus(out: str, seed: int = 0, train: int = 1000, dev: int = 100, test: int = 100,
+                jobs: int = 1, train_speakers: int = 80, heldout_speakers: int = 8,
+                natural_fraction: float = 0.5, heldout_fraction: float = 0.5,
+                chapter_size: int = 50, noise: tuple[float, float] | None = None,
+                force: bool = False, quiet: bool = False) -> dict:
+    counts = {"train": train, "dev": dev, "test": test}
+    if min(counts.values()) < 0 or train < 1:
+        raise CorpusError("--train must be >= 1 and --dev/--test >= 0")
+    if train_speakers < 1 or heldout_speakers < 1 or chapter_size < 1 or jobs < 1:
+        raise CorpusError("--train-speakers, --heldout-speakers, --chapter-size and --jobs must be >= 1")
+    speakers = make_speakers(seed, train_speakers, heldout_speakers)
+    check_tools(speakers)
+    try:
+        src = sentences.load_sources()
+    except sentences.SourceError as e:
+        raise CorpusError(str(e)) from None
+    if os.path.isdir(out) and os.listdir(out):
+        if not force:
+            raise CorpusError(f"{out} is not empty (use --force to replace a corpus there)")
+        for name in SPLITS:
+            shutil.rmtree(os.path.join(out, name), ignore_errors=True)
+        for name in ("voices.json", "summary.json", "SOURCES.md"):
+            if os.path.exists(os.path.join(out, name)):
+                os.remove(os.path.join(out, name))
+    os.makedirs(out, exist_ok=True)
+
+    utts = plan_corpus(seed, counts, speakers, src, natural_fraction, heldout_fraction,
+                       chapter_size)
+    def cpu_now() -> float:
+        r = [resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+        return sum(x.ru_utime + x.ru_stime for x in r)
+
+    t0, cpu0 = time.time(), cpu_now()
+    lengths: dict[str, int] = {}
+    prog = _Progress(len(utts), quiet)
+    try:
+        if jobs == 1:
+            _init_worker(out, seed, noise)
+            for u in utts:
+                uid, n = _work(u)
+                lengths[uid] = n
+                prog.advance()
+        else:
+            ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+            with ctx.Pool(jobs, initializer=_init_worker, initargs=(out, seed, noise)) as pool:
+                for uid, n in pool.imap_unordered(_work, utts, chunksize=4):
+                    lengths[uid] = n
+                    prog.advance()
+    finally:
+        prog.close()
+    wall = time.time() - t0
+    cpu_s = cpu_now() - cpu0     # workers are reaped when the pool closes
+
+    # transcripts, grouped per chapter directory, sorted by utterance id
+    chapters: dict[str, list[Utt]] = {}
+    for u in utts:
+        chapters.setdefault(os.path.dirname(u.path), []).append(u)
+    for d, lst in chapters.items():
+        spk, chap = d.split("/")[1:3]
+        with open(os.path.join(out, d, f"{spk}-{chap}.trans.txt"), "w", encoding="ascii",
+                  newline="\n") as f:
+            for u in sorted(lst, key=lambda u: u.uid):
+                f.write(f"{u.uid} {u.transcript}\n")
+
+    all_spk = {s.id: s for lst in speakers.values() for s in lst}
+    for s in all_spk.values():
+        s.splits, s.utterances = [], {}
+    for u in utts:
+        s = all_spk[u.speaker.id]
+        s.utterances[u.split] = s.utterances.get(u.split, 0) + 1
+    for s in all_spk.values():
+        s.splits = [sp for sp in SPLITS if sp in s.utterances]
+    voices = {
+        "seed": seed,
+        "sample_rate": SAMPLE_RATE,
+        "held_out": {
+            "espeak_accents": list(ESPEAK_HELDOUT_ACCENTS),
+            "espeak_variants": list(ESPEAK_HELDOUT_VARIANTS),
+            "flite_voices": list(FLITE_HELDOUT_VOICES),
+            "kinds": list(HELDOUT_KINDS),
+            "note": "held-out speakers occur only in dev or test; 'combination' = an "
+                    "accent and variant each seen in train, but never together",
+        },
+        "speakers": {str(k): all_spk[k].as_json() for k in sorted(all_spk)},
+    }
+    with open(os.path.join(out, "voices.json"), "w", encoding="utf-8") as f:
+        json.dump(voices, f, indent=1)
+        f.write("\n")
+
+    summary: dict = {"seed": seed, "sample_rate": SAMPLE_RATE, "splits": {}}
+    natural = {t for _, t in src.natural}
+    for split in SPLITS:
+        su = [u for u in utts if u.split == split]
+        secs = sum(lengths[u.uid] for u in su) / SAMPLE_RATE
+        summary["splits"][split] = {
+            "utterances": len(su),
+            "seconds": round(secs, 2),
+            "hours": round(secs / 3600, 4),
+            "speakers": len({u.speaker.id for u in su}),
+            "held_out_utterances": sum(u.speaker.held_out for u in su),
+            "natural_sentences": sum(u.transcript in natural for u in su),
+            "words": sum(len(u.transcript.split()) for u in su),
+        }
+    with open(os.path.join(out, "summary.json"), "w", encoding="utf-8") as f:
+        json.dump(summary, f, indent=1)
+        f.write("\n")
+    with open(os.path.join(out, "SOURCES.md"), "w", encoding="utf-8") as f:
+        f.write(sentences.SOURCES_MD.format(
+            n_fortune_files=len(src.fortune_files), fortune_dir=sentences.FORTUNE_DIR,
+            dict_path=sentences.DICT_PATH, fortune_files=", ".join(src.fortune_files),
+            digest=src.digest,
+            counts=f"{len(src.natural)} natural sentences available; template lexicon "
+                   f"{len(src.lexicon.nouns)} nouns, {len(src.lexicon.verbs)} verbs, "
+                   f"{len(src.lexicon.adjs)} adjectives, {len(src.lexicon.advs)} adverbs"))
+
+    audio_s = sum(lengths.values()) / SAMPLE_RATE
+    stats = {"wall_s": wall, "cpu_s": cpu_s, "audio_s": audio_s, "utterances": len(utts),
+             "utt_per_s": len(utts) / max(wall, 1e-9),
+             "cpu_ms_per_audio_s": 1000 * cpu_s / max(audio_s, 1e-9), "summary": summary}
+    if not quiet:
+        parts = ", ".join(f"{k} {v['utterances']} utt / {v['hours']:.3f} h"
+                          for k, v in summary["splits"].items())
+        print(f"make_corpus: wrote {out}: {parts}; {len(utts)} utterances in {wall:.1f} s "
+              f"({stats['utt_per_s']:.1f} utt/s, {stats['cpu_ms_per_audio_s']:.1f} ms CPU per "
+              f"audio second, jobs={jobs})", file=sys.stderr)
+    return stats
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", required=True, help="output directory (must be empty, or --force)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--train", type=int, default=1000, help="train utterances (default 1000)")
+    ap.add_argument("--dev", type=int, default=100, help="dev utterances (default 100)")
+    ap.add_argument("--test", type=int, default=100, help="test utterances (default 100)")
+    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                    help="worker processes (output does not depend on it)")
+    ap.add_argument("--train-speakers", type=int, default=80,
+                    help="voice configurations used in train (default 80)")
+    ap.add_argument("--heldout-speakers", type=int, default=8,
+                    help="held-out voice configurations each for dev and test (default 8)")
+    ap.add_argument("--natural-fraction", type=float, default=0.5,
+                    help="share of natural (fortune) sentences while they last (default 0.5)")
+    ap.add_argument("--heldout-fraction", type=float, default=0.5,
+                    help="share of dev/test utterances from held-out voices (default 0.5)")
+    ap.add_argument("--chapter-size", type=int, default=50,
+                    help="utterances per chapter directory (default 50)")
+    ap.add_argument("--noise-snr", type=float, nargs=2, metavar=("MIN_DB", "MAX_DB"),
+                    help="add white noise at a random SNR in this range (default: clean)")
+    ap.add_argument("--force", action="store_true", help="replace a corpus already in --out")
+    ap.add_argument("--quiet", action="store_true", help="no progress output")
+    a = ap.parse_args(argv)
+    try:
+        make_corpus(a.out, seed=a.seed, train=a.train, dev=a.dev, test=a.test, jobs=a.jobs,
+                    train_speakers=a.train_speakers, heldout_speakers=a.heldout_speakers,
+                    natural_fraction=a.natural_fraction, heldout_fraction=a.heldout_fraction,
+                    chapter_size=a.chapter_size,
+                    noise=tuple(a.noise_snr) if a.noise_snr else None,
+                    force=a.force, quiet=a.quiet)
+    except CorpusError as e:
+        print(f"make_corpus: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("make_corpus: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
