@@ -73,7 +73,7 @@ def export(
         raise fail(str(e))
     table = Table(title="exported", title_justify="left")
     for column in ("precision", "file", "size", "max |Δ log-prob| vs PyTorch", "frame agreement"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for r in results:
         table.add_row(r.precision, str(r.path), f"{r.size_bytes / 1e6:.1f} MB", f"{r.parity.max_abs_diff:.2e}",
                       f"{100 * r.parity.frame_agreement:.2f}% of {r.parity.frames}")
@@ -145,6 +145,13 @@ def info(
     for key, value in fields.items():
         table.add_row(key, repr(value) if isinstance(value, str) else str(value))
     out.print(table)
+
+
+# validate and download live with the validation code; importing them loads neither torch nor librosa
+from .validation.commands import download, validate  # noqa: E402
+
+app.command()(validate)
+app.command()(download)
 
 
 def main() -> None:

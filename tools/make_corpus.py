@@ -139,34 +139,39 @@ def make_speakers(seed: int, n_train: int, n_heldout: int) -> dict[str, list[Spe
     sid = 101
     train: list[Speaker] = []
     n_flite = max(1, round(0.2 * n_train)) if n_train > 1 else 0
+    accents = list(ESPEAK_SEEN_ACCENTS)
+    rng.shuffle(accents)
     for i in range(n_train):
-        if i < n_flite:   # flite voices cycle so that every seen one is used
+        # flite voices and espeak accents cycle, so each is used about equally
+        if i < n_flite:
             train.append(_flite_speaker(rng, sid, FLITE_SEEN_VOICES[i % len(FLITE_SEEN_VOICES)]))
         else:
-            train.append(_espeak_speaker(rng, sid, rng.choice(ESPEAK_SEEN_ACCENTS),
+            train.append(_espeak_speaker(rng, sid, accents[(i - n_flite) % len(accents)],
                                          _seen_variant(rng)))
         sid += 1
     seen_combos = {(s.voice, s.variant) for s in train if s.synth == "espeak-ng"}
+    held_combos: set[tuple[str, str]] = set()   # distinct held-out accent+variant pairs
     out = {"train": train}
     for split in ("dev", "test"):
         held: list[Speaker] = []
         for i in range(n_heldout):
             kind = HELDOUT_KINDS[i % len(HELDOUT_KINDS)]
-            if kind == "accent":
-                spk = _espeak_speaker(rng, sid, rng.choice(ESPEAK_HELDOUT_ACCENTS),
-                                      _seen_variant(rng))
-            elif kind == "flite-voice":
+            if kind == "flite-voice":
                 spk = _flite_speaker(rng, sid, rng.choice(FLITE_HELDOUT_VOICES))
-            elif kind == "variant":
-                spk = _espeak_speaker(rng, sid, rng.choice(ESPEAK_SEEN_ACCENTS),
-                                      rng.choice(ESPEAK_HELDOUT_VARIANTS))
             else:
                 for _ in range(1000):
-                    combo = (rng.choice(ESPEAK_SEEN_ACCENTS), _seen_variant(rng))
-                    if combo not in seen_combos:
+                    if kind == "accent":
+                        combo = (rng.choice(ESPEAK_HELDOUT_ACCENTS), _seen_variant(rng))
+                    elif kind == "variant":
+                        combo = (rng.choice(ESPEAK_SEEN_ACCENTS),
+                                 rng.choice(ESPEAK_HELDOUT_VARIANTS))
+                    else:
+                        combo = (rng.choice(ESPEAK_SEEN_ACCENTS), _seen_variant(rng))
+                    if combo not in seen_combos and combo not in held_combos:
                         break
                 else:
-                    raise CorpusError("could not find an unseen accent+variant combination")
+                    raise CorpusError(f"could not find a new held-out voice of kind {kind!r}")
+                held_combos.add(combo)
                 spk = _espeak_speaker(rng, sid, *combo)
             spk.held_out, spk.held_out_reason = True, kind
             held.append(spk)

@@ -76,8 +76,9 @@ SHA-256 of the text inputs: `{digest}`
 
 Sentence counts: {counts}
 
-Audio: espeak-ng (GPL-3+) and flite (BSD-like CMU licence) synthesise the
-speech; the synthesiser output is not restricted by their licences.
+Audio is synthesised by espeak-ng (Debian package `espeak-ng`, GPL-3.0-or-later)
+and flite (Debian package `flite`, BSD-style CMU licence); see
+/usr/share/doc/espeak-ng/copyright and /usr/share/doc/flite/copyright.
 """
 
 

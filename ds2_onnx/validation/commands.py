@@ -1,0 +1,162 @@
+"""The `ds2-onnx validate` and `ds2-onnx download` commands, registered by ds2_onnx.cli.
+
+Imported when the CLI starts, so it imports only typer and rich at module level: the validation code, and
+with it torch, librosa and matplotlib, are loaded inside the commands.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True)
+
+GATE_EXIT_CODE = 3  # a gate failed: distinct from usage errors (1, and 2 from typer)
+SHOWN_DIFFERENCES = 5
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {escape(message)}")
+    return typer.Exit(code)
+
+
+def _num(value: float | None, fmt: str) -> str:
+    return "—" if value is None else format(value, fmt)
+
+
+def report_table(report) -> Table:
+    table = Table(title=f"validation on {report.dataset}", title_justify="left")
+    for column in ("variant", "WER", "CER", "ΔWER", "differ", "max |Δlp|", "p50", "p90", "p99", "RTF", "audio", "wall"):
+        table.add_column(column, justify="left" if column == "variant" else "right", no_wrap=True)
+    for v in report.variants:
+        lat = v.latency
+        table.add_row(
+            f"{v.name}*" if v.is_baseline else v.name, f"{v.wer:.2f}", f"{v.cer:.2f}",
+            "—" if v.wer_delta is None else f"{v.wer_delta:+.2f}",
+            "—" if v.is_baseline else str(len(v.differing)), _num(v.max_logprob_diff, ".1e"),
+            f"{lat.p50:.3f}", f"{lat.p90:.3f}", f"{lat.p99:.3f}", f"{lat.mean_rtf:.3f}",
+            f"{lat.audio_seconds:.1f}", f"{lat.wall_seconds:.1f}",
+        )
+    table.caption = (f"* baseline ({report.baseline}). {report.evaluated} evaluated, {len(report.skipped)} skipped. "
+                     "ΔWER, differ (transcripts unlike the baseline's) and max |Δlp| (log-probs) are against the "
+                     "baseline; latency p50/p90/p99, audio and wall in seconds, RTF = mean processing / audio.")
+    table.caption_justify = "left"
+    return table
+
+
+def _stdout() -> Console:
+    """The results console; wide enough for the table when stdout is a file or pipe (rich assumes 80 columns)."""
+    return out if out.is_terminal else Console(highlight=False, soft_wrap=True, width=140)
+
+
+def validate(
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help="LibriSpeech split name (test-clean, test-other, dev-clean, dev-other) found under --data-dir, a LibriSpeech-layout folder, or a manifest CSV of wav_path,txt_path lines.")],
+    model: Annotated[Path, typer.Option("--model", "-m", help="Exported ONNX model; every precision beside it (X.onnx, X.int8.onnx, X.int4.onnx) is evaluated.")],
+    checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", help="PyTorch checkpoint to run as the reference (needs torch and librosa). Without it the fp32 ONNX model is the baseline.")] = None,
+    json_path: Annotated[Optional[Path], typer.Option("--json", help="Write every figure, per-utterance transcripts and machine info to this JSON file.")] = None,
+    plots: Annotated[Optional[Path], typer.Option("--plots", help="Write latency CDF and RTF-vs-duration PNGs into this folder (needs matplotlib).")] = None,
+    limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="Evaluate only the first N utterances (shortest first for folders).")] = None,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Processes evaluating utterances in parallel.")] = 1,
+    threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="Threads per worker for ONNX Runtime and torch (default: cores / workers).")] = None,
+    max_wer_delta: Annotated[Optional[float], typer.Option("--max-wer-delta", help="Exit with code 3 if a variant's WER exceeds the baseline's by more than this many points.")] = None,
+    max_p99: Annotated[Optional[float], typer.Option("--max-p99", min=0, help="Exit with code 3 if an ONNX variant's p99 latency exceeds this many seconds.")] = None,
+    data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="Where split names are looked up (<dir>/LibriSpeech/<split>). Default: $DS2_ONNX_DATA or ~/.cache/ds2-onnx.")] = None,
+) -> None:
+    """Compare WER, transcripts, log-probs and latency of every exported precision (and PyTorch) on a dataset."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from ..errors import Ds2OnnxError
+    from .validate import check_gates, run_validation, summary_lines, write_json
+
+    if plots is not None:
+        from .plots import require_matplotlib
+
+        try:
+            require_matplotlib()
+        except Ds2OnnxError as e:
+            raise fail(str(e))
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("ETA"), TimeRemainingColumn())
+    try:
+        with Progress(*columns, console=err, transient=True) as progress:
+            task = progress.add_task("loading models", total=None)
+
+            def on_start(data, config):
+                progress.update(task, description=f"validating {', '.join(config.names)}", total=len(data))
+
+            def on_result(result):
+                if result.error is not None:
+                    progress.console.print(f"[yellow]skipped[/] {escape(result.id)}: {escape(result.error)}")
+                progress.advance(task)
+
+            report = run_validation(dataset, model, checkpoint, limit, workers, threads, data_dir,
+                                    on_start=on_start, on_result=on_result)
+    except Ds2OnnxError as e:
+        raise fail(str(e))
+
+    failures = check_gates(report, max_wer_delta, max_p99)
+    console = _stdout()
+    console.print(report_table(report))
+    for line in summary_lines(report):
+        console.print(line, markup=False)
+    for v in report.variants:
+        for d in v.differing[:SHOWN_DIFFERENCES]:
+            console.print(f"  {v.name} ≠ {report.baseline} on {d.id}: {d.variant!r} vs {d.baseline!r}", markup=False)
+        if len(v.differing) > SHOWN_DIFFERENCES:
+            console.print(f"  … and {len(v.differing) - SHOWN_DIFFERENCES} more for {v.name}" +
+                      (" (all in --json)" if json_path else ""))
+
+    if json_path is not None:
+        payload = report.to_json()
+        payload["gates"] = {"max_wer_delta": max_wer_delta, "max_p99": max_p99, "failures": failures}
+        try:
+            write_json(payload, json_path)
+        except OSError as e:
+            raise fail(f"cannot write {json_path}: {e}")
+        err.print(f"· wrote {escape(str(json_path))}")
+    if plots is not None:
+        from .plots import write_plots
+
+        try:
+            for path in write_plots(report, plots):
+                err.print(f"· wrote {escape(str(path))}")
+        except OSError as e:
+            raise fail(f"cannot write plots to {plots}: {e}")
+    if failures:
+        for message in failures:
+            err.print(f"[bold red]gate failed:[/] {escape(message)}")
+        raise typer.Exit(GATE_EXIT_CODE)
+
+
+def download(
+    split: Annotated[str, typer.Argument(help="LibriSpeech split: test-clean, test-other, dev-clean or dev-other.")],
+    data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="Folder to put LibriSpeech/<split> in. Default: $DS2_ONNX_DATA or ~/.cache/ds2-onnx.")] = None,
+    url: Annotated[Optional[str], typer.Option("--url", help="Fetch the tarball from this URL instead of the OpenSLR mirror.")] = None,
+    md5: Annotated[Optional[str], typer.Option("--md5", help="Expected MD5 of the tarball (default: the sum OpenSLR publishes for the split).")] = None,
+) -> None:
+    """Download, verify and extract a LibriSpeech evaluation split; prints the folder it is in."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+
+    from ..errors import Ds2OnnxError
+    from .download import download_split
+
+    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+               TextColumn("ETA"), TimeRemainingColumn())
+    try:
+        with Progress(*columns, console=err, transient=True) as progress:
+            task = progress.add_task(f"downloading {split}", total=None)
+            path = download_split(
+                split, data_dir, url, md5,
+                progress=lambda done, total: progress.update(task, completed=done, total=total),
+                log=lambda message: progress.console.print(f"· {escape(message)}"),
+            )
+    except Ds2OnnxError as e:
+        raise fail(str(e))
+    print(path)

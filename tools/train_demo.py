@@ -1,0 +1,269 @@
+"""Train the demo DeepSpeech2 (MLPerf architecture, smaller GRUs) on a LibriSpeech-layout corpus, on the CPU.
+
+    python tools/train_demo.py --corpus data/corpus --work out/train --hidden 256 --minutes 60
+    python tools/train_demo.py --corpus data/corpus --work out/train --resume      # continue where it stopped
+
+Same conv stack, features (the runtime's numpy features, identical to the librosa pipeline), 29 labels and
+unidirectional GRUs as MLPerf; CTC loss; Adam with a cosine schedule; SpecAugment-style masks, noise, gain
+and speed perturbation applied on the fly. Checkpoints are written in the MLPerf package format, so
+`ds2-onnx export` runs on them unchanged: WORK/best.pth (lowest dev WER) and WORK/last.pth. WORK/state.pt
+holds optimizer and RNG state for --resume.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from ds2_onnx.export.model import DeepSpeech2, ModelConfig, output_lengths
+from ds2_onnx.export.synthetic import make_package, save_package
+from ds2_onnx.runtime.decoding import decode
+from ds2_onnx.runtime.features import compute_features
+from ds2_onnx.runtime.model_info import INT32_FULL_SCALE
+
+console = Console(stderr=True)
+LABELS = ModelConfig().labels
+
+
+def read_split(root: Path) -> list[tuple[str, Path, str]]:
+    """(utterance id, audio path, transcript) for a LibriSpeech-layout folder."""
+    items = []
+    for trans in sorted(root.rglob("*.trans.txt")):
+        for line in trans.read_text().splitlines():
+            if not line.strip():
+                continue
+            utt, text = line.split(" ", 1)
+            audio = trans.parent / f"{utt}.flac"
+            if audio.exists():
+                items.append((utt, audio, text.strip().upper()))
+    if not items:
+        raise SystemExit(f"error: no utterances under {root}")
+    return items
+
+
+def load_split(root: Path, desc: str) -> list[tuple[np.ndarray, np.ndarray, str]]:
+    """Audio as int16 (memory) and target ids for every utterance."""
+    out = []
+    items = read_split(root)
+    with progress_bar() as bar:
+        task = bar.add_task(f"loading {desc}", total=len(items))
+        for _, path, text in items:
+            samples, rate = sf.read(str(path), dtype="int16")
+            assert rate == 16000, f"{path} is {rate} Hz"
+            ids = np.array([LABELS.index(c) for c in text if c in LABELS], dtype=np.int64)
+            out.append((samples, ids, text))
+            bar.advance(task)
+    return out
+
+
+def progress_bar() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                    TimeElapsedColumn(), TimeRemainingColumn(), console=console)
+
+
+def features(samples: np.ndarray, rng: np.random.Generator | None) -> np.ndarray:
+    """The runtime's features; with `rng`, a randomly perturbed version (speed, noise, gain)."""
+    audio = samples.astype(np.float64) / 32768.0
+    if rng is not None:
+        if rng.random() < 0.5:
+            factor = rng.uniform(0.88, 1.12)
+            audio = soxr.resample(audio, 16000, int(16000 / factor), quality="LQ")
+        if rng.random() < 0.5:
+            snr_db = rng.uniform(10, 35)
+            power = np.mean(audio**2) + 1e-12
+            audio = audio + rng.standard_normal(audio.size) * math.sqrt(power / 10 ** (snr_db / 10))
+        audio = audio * rng.uniform(0.3, 1.0)
+    return compute_features(audio * INT32_FULL_SCALE, 320, 160)
+
+
+def spec_augment(f: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    f = f.copy()
+    for _ in range(2):
+        w = rng.integers(0, 21)
+        s = rng.integers(0, f.shape[0] - w)
+        f[s : s + w] = 0.0
+    for _ in range(2):
+        w = rng.integers(0, min(40, max(1, f.shape[1] // 10)) + 1)
+        s = rng.integers(0, max(1, f.shape[1] - w))
+        f[:, s : s + w] = 0.0
+    return f
+
+
+def make_batches(data, batch_seconds: float, rng: random.Random) -> list[list[int]]:
+    """Length-bucketed batches of roughly `batch_seconds` of audio, in random order."""
+    order = sorted(range(len(data)), key=lambda i: len(data[i][0]))
+    batches, current, total = [], [], 0.0
+    for i in order:
+        seconds = len(data[i][0]) / 16000
+        if current and total + seconds > batch_seconds:
+            batches.append(current)
+            current, total = [], 0.0
+        current.append(i)
+        total += seconds
+    if current:
+        batches.append(current)
+    rng.shuffle(batches)
+    return batches
+
+
+def collate(feats: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    lengths = torch.tensor([f.shape[1] for f in feats])
+    x = torch.zeros(len(feats), 1, feats[0].shape[0], int(lengths.max()))
+    for b, f in enumerate(feats):
+        x[b, 0, :, : f.shape[1]] = torch.from_numpy(f)
+    return x, lengths
+
+
+def edit_distance(a, b) -> int:
+    prev = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        cur = [i]
+        for j, y in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x != y)))
+        prev = cur
+    return prev[-1]
+
+
+def evaluate(model: DeepSpeech2, data, batch_size: int = 32) -> dict:
+    model.eval()
+    words = chars = wedits = cedits = 0
+    order = sorted(range(len(data)), key=lambda i: len(data[i][0]))
+    with torch.inference_mode():
+        for b in range(0, len(order), batch_size):
+            idx = order[b : b + batch_size]
+            x, lengths = collate([features(data[i][0], None) for i in idx])
+            log_probs, out_lengths = model(x, lengths)
+            for k, i in enumerate(idx):
+                hyp = decode(log_probs[k, : int(out_lengths[k])].numpy(), LABELS, 0, 0.02).text
+                ref = data[i][2]
+                wedits += edit_distance(ref.split(), hyp.split())
+                cedits += edit_distance(ref, hyp)
+                words += len(ref.split())
+                chars += len(ref)
+    model.train()
+    return {"wer": 100.0 * wedits / max(words, 1), "cer": 100.0 * cedits / max(chars, 1)}
+
+
+def save_checkpoint(model: DeepSpeech2, path: Path, **extras) -> None:
+    tmp = path.with_suffix(".tmp")
+    save_package(make_package(model, **extras), tmp)
+    tmp.replace(path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--corpus", type=Path, required=True, help="folder with train/ and dev/ in LibriSpeech layout")
+    parser.add_argument("--work", type=Path, required=True, help="folder for checkpoints and the log")
+    parser.add_argument("--hidden", type=int, default=256)
+    parser.add_argument("--layers", type=int, default=3)
+    parser.add_argument("--minutes", type=float, default=60.0, help="wall-clock training budget")
+    parser.add_argument("--batch-seconds", type=float, default=48.0, help="audio seconds per batch")
+    parser.add_argument("--lr", type=float, default=1.5e-3)
+    parser.add_argument("--eval-every", type=int, default=400, help="steps between dev evaluations")
+    parser.add_argument("--dev-limit", type=int, default=400, help="dev utterances used for periodic evaluation")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--resume", action="store_true")
+    args = parser.parse_args()
+
+    torch.set_num_threads(args.threads)
+    args.work.mkdir(parents=True, exist_ok=True)
+    log = open(args.work / "log.jsonl", "a")
+    train = load_split(args.corpus / "train", "train")
+    dev = load_split(args.corpus / "dev", "dev")[: args.dev_limit]
+    hours = sum(len(s) for s, _, _ in train) / 16000 / 3600
+    console.print(f"train: {len(train)} utterances, {hours:.2f} h; dev (periodic eval): {len(dev)}")
+
+    torch.manual_seed(args.seed)
+    model = DeepSpeech2(ModelConfig(hidden_size=args.hidden, hidden_layers=args.layers))
+    params = sum(p.numel() for p in model.parameters())
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    ctc = torch.nn.CTCLoss(blank=0, zero_infinity=True)
+    state = {"step": 0, "epoch": 0, "elapsed": 0.0, "best_wer": float("inf"), "history": []}
+    state_path = args.work / "state.pt"
+    if args.resume and state_path.exists():
+        saved = torch.load(state_path, weights_only=False)  # our own file, written below
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        state = saved["state"]
+        console.print(f"resumed at step {state['step']} ({state['elapsed'] / 60:.1f} min trained)")
+    budget = args.minutes * 60
+    console.print(f"model: {args.layers} x GRU({args.hidden}), {params:,} parameters; budget {args.minutes:.0f} min")
+
+    def lr_at(elapsed: float) -> float:
+        warm = min(1.0, elapsed / 120.0)
+        return args.lr * warm * 0.5 * (1 + math.cos(math.pi * min(1.0, elapsed / budget)))
+
+    model.train()
+    with progress_bar() as bar:
+        task = bar.add_task("training", total=int(budget), completed=int(state["elapsed"]))
+        while state["elapsed"] < budget:
+            rng_batches = random.Random(args.seed * 1000 + state["epoch"])
+            batches = make_batches(train, args.batch_seconds, rng_batches)
+            skip = state.get("batch_in_epoch", 0)
+            for bi, idx in enumerate(batches):
+                if bi < skip:
+                    continue
+                if state["elapsed"] >= budget:
+                    break
+                t0 = time.perf_counter()
+                rng = np.random.default_rng([args.seed, state["step"]])
+                feats = [spec_augment(features(train[i][0], rng), rng) for i in idx]
+                x, lengths = collate(feats)
+                targets = [torch.from_numpy(train[i][1]) for i in idx]
+                log_probs, out_lengths = model(x, lengths)
+                loss = ctc(log_probs.transpose(0, 1), torch.cat(targets), out_lengths,
+                           torch.tensor([len(t) for t in targets]))
+                for group in optimizer.param_groups:
+                    group["lr"] = lr_at(state["elapsed"])
+                optimizer.zero_grad()
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+                optimizer.step()
+                state["step"] += 1
+                state["batch_in_epoch"] = bi + 1
+                dt = time.perf_counter() - t0
+                state["elapsed"] += dt
+                bar.update(task, completed=int(state["elapsed"]),
+                           description=f"training ep {state['epoch']} step {state['step']} loss {loss.item():.2f}")
+                if state["step"] % args.eval_every == 0:
+                    checkpoint(model, optimizer, state, dev, args, log, state_path)
+            else:
+                state["epoch"] += 1
+                state["batch_in_epoch"] = 0
+    checkpoint(model, optimizer, state, dev, args, log, state_path)
+    console.print(f"done: best dev WER {state['best_wer']:.2f} → {args.work / 'best.pth'}")
+
+
+def checkpoint(model, optimizer, state, dev, args, log, state_path) -> None:
+    metrics = evaluate(model, dev)
+    record = {"step": state["step"], "epoch": state["epoch"], "minutes": round(state["elapsed"] / 60, 2), **metrics}
+    state["history"].append(record)
+    log.write(json.dumps(record) + "\n")
+    log.flush()
+    console.print(f"step {state['step']}: dev WER {metrics['wer']:.2f} CER {metrics['cer']:.2f} "
+                  f"({state['elapsed'] / 60:.1f} min)")
+    extras = {"epoch": state["epoch"], "iteration": state["step"],
+              "wer_results": torch.tensor([h["wer"] for h in state["history"]]),
+              "cer_results": torch.tensor([h["cer"] for h in state["history"]])}
+    save_checkpoint(model, args.work / "last.pth", **extras)
+    if metrics["wer"] < state["best_wer"]:
+        state["best_wer"] = metrics["wer"]
+        save_checkpoint(model, args.work / "best.pth", **extras)
+    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "state": state}, state_path)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
