@@ -9,24 +9,18 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from . import __version__
+from .console import err, fail, out
 from .errors import Ds2OnnxError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Deploy the MLPerf DeepSpeech2 model as ONNX and run it on CPUs without torch.")
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-out = Console(highlight=False, soft_wrap=True)
 
 ASSETS = Path(__file__).parent / "assets"
 DEFAULT_MODEL_ENV = "DS2_ONNX_MODEL"
-
-
-def fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
-    return typer.Exit(code)
 
 
 def default_model() -> Path:
@@ -68,7 +62,7 @@ def export(
     try:
         with err.status("exporting") as status:
             results = export_checkpoint(checkpoint, output, precisions, input_scale, threads,
-                                        progress=lambda m: (status.update(m), err.print(f"· {m}")))
+                                        progress=lambda m: (status.update(m), err.print(f"· {escape(m)}")))
     except Ds2OnnxError as e:
         raise fail(str(e))
     table = Table(title="exported", title_justify="left")
@@ -105,7 +99,7 @@ def transcribe(
             try:
                 r = transcriber.transcribe(path)
             except Ds2OnnxError as e:
-                err.print(f"[bold red]error:[/] {e}")
+                err.print(f"[bold red]error:[/] {escape(str(e))}")
                 failed += 1
                 progress.advance(task)
                 continue

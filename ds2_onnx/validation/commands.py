@@ -14,16 +14,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-out = Console(highlight=False, soft_wrap=True)
+from ..console import err, fail, out
 
 GATE_EXIT_CODE = 3  # a gate failed: distinct from usage errors (1, and 2 from typer)
 SHOWN_DIFFERENCES = 5
-
-
-def fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {escape(message)}")
-    return typer.Exit(code)
 
 
 def _num(value: float | None, fmt: str) -> str:
