@@ -27,11 +27,13 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from ds2_onnx.export.checkpoint import load_checkpoint
 from ds2_onnx.export.model import DeepSpeech2, ModelConfig, output_lengths
 from ds2_onnx.export.synthetic import make_package, save_package
 from ds2_onnx.runtime.decoding import decode
 from ds2_onnx.runtime.features import compute_features
 from ds2_onnx.runtime.model_info import INT32_FULL_SCALE
+from ds2_onnx.validation.metrics import ErrorCounts
 
 console = Console(stderr=True)
 LABELS = ModelConfig().labels
@@ -126,19 +128,9 @@ def collate(feats: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
     return x, lengths
 
 
-def edit_distance(a, b) -> int:
-    prev = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        cur = [i]
-        for j, y in enumerate(b, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x != y)))
-        prev = cur
-    return prev[-1]
-
-
 def evaluate(model: DeepSpeech2, data, batch_size: int = 32) -> dict:
     model.eval()
-    words = chars = wedits = cedits = 0
+    total = ErrorCounts()
     order = sorted(range(len(data)), key=lambda i: len(data[i][0]))
     with torch.inference_mode():
         for b in range(0, len(order), batch_size):
@@ -147,13 +139,9 @@ def evaluate(model: DeepSpeech2, data, batch_size: int = 32) -> dict:
             log_probs, out_lengths = model(x, lengths)
             for k, i in enumerate(idx):
                 hyp = decode(log_probs[k, : int(out_lengths[k])].numpy(), LABELS, 0, 0.02).text
-                ref = data[i][2]
-                wedits += edit_distance(ref.split(), hyp.split())
-                cedits += edit_distance(ref, hyp)
-                words += len(ref.split())
-                chars += len(ref)
+                total = total + ErrorCounts.of(data[i][2], hyp)
     model.train()
-    return {"wer": 100.0 * wedits / max(words, 1), "cer": 100.0 * cedits / max(chars, 1)}
+    return {"wer": total.wer, "cer": total.cer}
 
 
 def save_checkpoint(model: DeepSpeech2, path: Path, **extras) -> None:
@@ -175,7 +163,8 @@ def main() -> None:
     parser.add_argument("--dev-limit", type=int, default=400, help="dev utterances used for periodic evaluation")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--resume", action="store_true", help="continue from WORK/state.pt (optimizer, schedule, step)")
+    parser.add_argument("--init", type=Path, help="start from the weights of an MLPerf-format checkpoint (fine-tuning)")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -193,6 +182,13 @@ def main() -> None:
     ctc = torch.nn.CTCLoss(blank=0, zero_infinity=True)
     state = {"step": 0, "epoch": 0, "elapsed": 0.0, "best_wer": float("inf"), "history": []}
     state_path = args.work / "state.pt"
+    if args.init is not None:
+        initial = load_checkpoint(args.init)
+        if initial.config.hidden_size != args.hidden or initial.config.hidden_layers != args.layers:
+            raise SystemExit(f"error: {args.init} is {initial.config.hidden_layers} x GRU({initial.config.hidden_size}); "
+                             f"pass --hidden {initial.config.hidden_size} --layers {initial.config.hidden_layers}")
+        model.load_state_dict(initial.model.state_dict())
+        console.print(f"initialised from {args.init}")
     if args.resume and state_path.exists():
         saved = torch.load(state_path, weights_only=False)  # our own file, written below
         model.load_state_dict(saved["model"])
@@ -238,6 +234,9 @@ def main() -> None:
                 state["elapsed"] += dt
                 bar.update(task, completed=int(state["elapsed"]),
                            description=f"training ep {state['epoch']} step {state['step']} loss {loss.item():.2f}")
+                if not console.is_terminal and state["step"] % 50 == 0:  # the bar only draws on a terminal
+                    console.print(f"step {state['step']} epoch {state['epoch']} loss {loss.item():.2f} "
+                                  f"({state['elapsed'] / 60:.1f} of {args.minutes:.0f} min)")
                 if state["step"] % args.eval_every == 0:
                     checkpoint(model, optimizer, state, dev, args, log, state_path)
             else:

@@ -49,8 +49,11 @@ def atomic_path(final: Path) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    umask = os.umask(0)
+    os.umask(umask)
     try:
         yield tmp_path
+        os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp makes 0600 files; give the usual permissions
         os.replace(tmp_path, final)
     finally:
         if tmp_path.exists():
@@ -118,7 +121,10 @@ def export_checkpoint(
             final = variant_path(out, precision)
             progress(f"quantizing to {precision}")
             with atomic_path(final) as tmp:
-                done = quantize_model(src, tmp, precision)
+                try:
+                    done = quantize_model(src, tmp, precision)
+                except (RuntimeError, ValueError, OSError) as e:
+                    raise Ds2OnnxError(f"quantizing to {precision} failed: {e}") from e
                 method = str(done.get("method", precision))
                 quantized = onnx.load(str(tmp))
                 set_metadata(quantized, with_precision(info, precision, method, "scan"))

@@ -61,12 +61,11 @@ def gru_to_scan(model: onnx.ModelProto) -> onnx.ModelProto:
             new_nodes.extend(_rewrite_gru(node, index, ctx))
         else:
             new_nodes.append(node)
+    new_nodes = _fold_unsqueeze_squeeze(new_nodes, graph, ctx)
+    new_nodes = _remove_dead_nodes(new_nodes, graph)
     graph.ClearField("node")
-    graph.node.extend(new_nodes)
-
-    _fold_unsqueeze_squeeze(graph, ctx)
-    _remove_dead_code(graph)
-    onnx.checker.check_model(out)
+    graph.node.extend(new_nodes)  # one copy of the new Scan nodes (their bodies hold the recurrent weights)
+    _remove_unused_initializers(graph)
     return out
 
 
@@ -260,7 +259,6 @@ def _rewrite_gru(node: onnx.NodeProto, index: int, ctx: _Context) -> list[onnx.N
             )
         )
 
-    body = _gru_body(p, r, body_bias, H, lbr, ctx.opset)
     h_last, y_scan = ctx.fresh(p + "_h_last"), ctx.fresh(p + "_y")
     reverse = 1 if direction == "reverse" else 0
     scan = helper.make_node(
@@ -268,11 +266,14 @@ def _rewrite_gru(node: onnx.NodeProto, index: int, ctx: _Context) -> list[onnx.N
         [h0, x_zr, x_h],
         [h_last, y_scan],
         name=p,
-        body=body,
         num_scan_inputs=2,
         scan_input_directions=[reverse, reverse],
         scan_output_directions=[reverse],
     )
+    # Build the body in place (it holds the recurrent weights: avoid copying them around).
+    attr = scan.attribute.add()
+    attr.name, attr.type = "body", onnx.AttributeProto.GRAPH
+    _fill_gru_body(attr.g, lambda base: ctx.fresh(f"{p}/{base}"), p + "_body", r, body_bias, H, lbr, ctx.opset)
     nodes.append(scan)
 
     outputs = list(node.output) + [""] * (2 - len(node.output))
@@ -285,90 +286,98 @@ def _rewrite_gru(node: onnx.NodeProto, index: int, ctx: _Context) -> list[onnx.N
     return nodes
 
 
-def _gru_body(p: str, r: np.ndarray, body_bias, H: int, lbr: int, opset: int) -> onnx.GraphProto:
-    """The Scan body: state h (B, H); scan inputs x_zr (B, 2H), x_h (B, H) (biases already added)."""
-    f32 = TensorProto.FLOAT
-    inits: list[onnx.TensorProto] = []
-    nodes: list[onnx.NodeProto] = []
+def _fill_gru_body(body: onnx.GraphProto, fresh, graph_name: str, r: np.ndarray, body_bias, H: int, lbr: int,
+                   opset: int) -> None:
+    """The Scan body: state h (B, H); scan inputs x_zr (B, 2H), x_h (B, H) with biases already added.
 
-    def init(name, array):
-        inits.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
+    Outputs h_next and y (the same values: Scan needs a separate name for the per-step output, and ORT gives
+    wrong results when one value is listed as two body outputs, hence the Identity).
+    """
+    f32 = TensorProto.FLOAT
+    v = {k: fresh(k) for k in ("h", "x_zr", "x_h", "g", "g_b", "g_zr", "g_h", "a_zr", "zr", "z", "r", "rg_h", "rh",
+                              "a_h", "n", "h_minus_n", "z_h_minus_n", "h_next", "y")}
+    nodes = []
+
+    def node(op, inputs, outputs, name, **attrs):
+        nodes.append(helper.make_node(op, [v.get(i, i) for i in inputs], [v[o] for o in outputs], name=fresh(name),
+                                      **attrs))
+
+    def init(base, array):
+        name = fresh(base)
+        body.initializer.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
         return name
 
-    two = init("split_2H_H", np.array([2 * H, H], np.int64)) if opset >= 13 else ""
-    halves = init("split_H_H", np.array([H, H], np.int64)) if opset >= 13 else ""
+    def split(x, sizes, outs, name):
+        if opset >= 13:
+            node("Split", [x, init(name + "_sizes", np.array(sizes, np.int64))], outs, name, axis=1)
+        else:
+            node("Split", [x], outs, name, axis=1, split=sizes)
 
     if lbr:
         # One recurrent MatMul for the three gates: g = h @ [Rz; Rr; Rh]^T (+ [0, 0, Rbh]).
-        nodes.append(helper.make_node("MatMul", ["h", init("R_T", r.T.astype(np.float32))], ["g"], name="RecMatMul"))
+        node("MatMul", ["h", init("R_T", r.T.astype(np.float32))], ["g"], "RecMatMul")
         g = "g"
-        if body_bias is not None and np.any(body_bias):
+        if body_bias is not None and np.any(body_bias):  # ORT fuses this Add into the (quantized) MatMul
             full = np.concatenate([np.zeros(2 * H, np.float32), body_bias.astype(np.float32)])
-            nodes.append(helper.make_node("Add", ["g", init("R_b", full)], ["g_b"], name="RecAdd"))
+            node("Add", ["g", init("R_b", full)], ["g_b"], "RecAdd")
             g = "g_b"
-        nodes.append(_split(opset, g, [2 * H, H], ["g_zr", "g_h"], "RecSplit", 1, two))
-        nodes.append(helper.make_node("Add", ["x_zr", "g_zr"], ["a_zr"], name="AddZR"))
-        nodes.append(helper.make_node("Sigmoid", ["a_zr"], ["zr"], name="SigmoidZR"))
-        nodes.append(_split(opset, "zr", [H, H], ["z", "r"], "SplitZR", 1, halves))
-        nodes.append(helper.make_node("Mul", ["r", "g_h"], ["rg_h"], name="MulR"))
-        nodes.append(helper.make_node("Add", ["x_h", "rg_h"], ["a_h"], name="AddH"))
+        split(g, [2 * H, H], ["g_zr", "g_h"], "RecSplit")
+        node("Add", ["x_zr", "g_zr"], ["a_zr"], "AddZR")
+        node("Sigmoid", ["a_zr"], ["zr"], "SigmoidZR")
+        split("zr", [H, H], ["z", "r"], "SplitZR")
+        node("Mul", ["r", "g_h"], ["rg_h"], "MulR")
+        node("Add", ["x_h", "rg_h"], ["a_h"], "AddH")
     else:
         # linear_before_reset=0: the reset gate scales h before its MatMul, so the h gate needs its own.
-        nodes.append(helper.make_node("MatMul", ["h", init("R_zr_T", r[: 2 * H].T.astype(np.float32))], ["g_zr"],
-                                      name="RecMatMulZR"))
-        nodes.append(helper.make_node("Add", ["x_zr", "g_zr"], ["a_zr"], name="AddZR"))
-        nodes.append(helper.make_node("Sigmoid", ["a_zr"], ["zr"], name="SigmoidZR"))
-        nodes.append(_split(opset, "zr", [H, H], ["z", "r"], "SplitZR", 1, halves))
-        nodes.append(helper.make_node("Mul", ["r", "h"], ["rh"], name="MulR"))
-        nodes.append(helper.make_node("MatMul", ["rh", init("R_h_T", r[2 * H :].T.astype(np.float32))], ["g_h"],
-                                      name="RecMatMulH"))
-        nodes.append(helper.make_node("Add", ["x_h", "g_h"], ["a_h"], name="AddH"))
-    nodes.append(helper.make_node("Tanh", ["a_h"], ["n"], name="TanhH"))
+        node("MatMul", ["h", init("R_zr_T", r[: 2 * H].T.astype(np.float32))], ["g_zr"], "RecMatMulZR")
+        node("Add", ["x_zr", "g_zr"], ["a_zr"], "AddZR")
+        node("Sigmoid", ["a_zr"], ["zr"], "SigmoidZR")
+        split("zr", [H, H], ["z", "r"], "SplitZR")
+        node("Mul", ["r", "h"], ["rh"], "MulR")
+        node("MatMul", ["rh", init("R_h_T", r[2 * H :].T.astype(np.float32))], ["g_h"], "RecMatMulH")
+        node("Add", ["x_h", "g_h"], ["a_h"], "AddH")
+    node("Tanh", ["a_h"], ["n"], "TanhH")
     # h' = (1 - z) * n + z * h = n + z * (h - n)
-    nodes.append(helper.make_node("Sub", ["h", "n"], ["h_minus_n"], name="SubHN"))
-    nodes.append(helper.make_node("Mul", ["z", "h_minus_n"], ["z_h_minus_n"], name="MulZ"))
-    nodes.append(helper.make_node("Add", ["n", "z_h_minus_n"], ["h_next"], name="AddState"))
-    nodes.append(helper.make_node("Identity", ["h_next"], ["y"], name="Output"))
+    node("Sub", ["h", "n"], ["h_minus_n"], "SubHN")
+    node("Mul", ["z", "h_minus_n"], ["z_h_minus_n"], "MulZ")
+    node("Add", ["n", "z_h_minus_n"], ["h_next"], "AddState")
+    node("Identity", ["h_next"], ["y"], "Output")
 
-    batch = None
-    return helper.make_graph(
-        nodes,
-        p + "_body",
-        inputs=[
-            helper.make_tensor_value_info("h", f32, [batch, H]),
-            helper.make_tensor_value_info("x_zr", f32, [batch, 2 * H]),
-            helper.make_tensor_value_info("x_h", f32, [batch, H]),
-        ],
-        outputs=[
-            helper.make_tensor_value_info("h_next", f32, [batch, H]),
-            helper.make_tensor_value_info("y", f32, [batch, H]),
-        ],
-        initializer=inits,
-    )
+    body.name = graph_name
+    body.node.extend(nodes)
+    body.input.extend([
+        helper.make_tensor_value_info(v["h"], f32, [None, H]),
+        helper.make_tensor_value_info(v["x_zr"], f32, [None, 2 * H]),
+        helper.make_tensor_value_info(v["x_h"], f32, [None, H]),
+    ])
+    body.output.extend([
+        helper.make_tensor_value_info(v["h_next"], f32, [None, H]),
+        helper.make_tensor_value_info(v["y"], f32, [None, H]),
+    ])
 
 
 # --------------------------------------------------------------------------------------------------------------
 # clean-up passes
 
 
-def _fold_unsqueeze_squeeze(graph: onnx.GraphProto, ctx: _Context) -> None:
+def _fold_unsqueeze_squeeze(nodes: list, graph: onnx.GraphProto, ctx: _Context) -> list:
     """Where the only consumer of a GRU's Y is a Squeeze of axis 1, let the Scan write that tensor directly."""
     graph_outputs = {o.name for o in graph.output}
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for node in graph.node:
+    consumers: dict[str, list[int]] = {}
+    for i, node in enumerate(nodes):
         for name in node.input:
-            consumers.setdefault(name, []).append(node)
-    subgraph_refs = _subgraph_references(graph)
-    by_name = {n.name: n for n in graph.node if n.name}
-    remove: set[str] = set()
+            consumers.setdefault(name, []).append(i)
+    subgraph_refs = _subgraph_references(nodes)
+    index_of = {n.name: i for i, n in enumerate(nodes) if n.name}  # our Unsqueeze/Scan names are unique
+    remove: set[int] = set()
     for unsq_name, scan_name in ctx.unsqueezes:
-        unsq, scan = by_name[unsq_name], by_name[scan_name]
-        y = unsq.output[0]
+        u, s = index_of[unsq_name], index_of[scan_name]
+        y = nodes[u].output[0]
         users = consumers.get(y, [])
         if y in graph_outputs or y in subgraph_refs or len(users) != 1:
             continue
-        sq = users[0]
-        if sq.op_type != "Squeeze" or sq.input[0] != y or not sq.name:
+        sq = nodes[users[0]]
+        if sq.op_type != "Squeeze" or sq.domain not in ("", "ai.onnx") or sq.input[0] != y:
             continue
         if ctx.opset >= 13:
             axes = _int_list_const(ctx, sq.input[1]) if len(sq.input) > 1 and sq.input[1] else None
@@ -376,16 +385,13 @@ def _fold_unsqueeze_squeeze(graph: onnx.GraphProto, ctx: _Context) -> None:
             axes = next((list(a.ints) for a in sq.attribute if a.name == "axes"), None)
         if axes not in ([1], [-3]):
             continue
-        scan.output[1] = sq.output[0]
-        remove.update((unsq.name, sq.name))
-    if remove:
-        kept = [n for n in graph.node if n.name not in remove]
-        graph.ClearField("node")
-        graph.node.extend(kept)
+        nodes[s].output[1] = sq.output[0]
+        remove.update((u, users[0]))
+    return [n for i, n in enumerate(nodes) if i not in remove]
 
 
-def _subgraph_references(graph: onnx.GraphProto) -> set[str]:
-    """Every name used as a node input inside the subgraphs of `graph`'s nodes (outer-scope references)."""
+def _subgraph_references(nodes) -> set[str]:
+    """Every name used as a node input inside the subgraphs of `nodes` (outer-scope references included)."""
     refs: set[str] = set()
 
     def walk(g: onnx.GraphProto) -> None:
@@ -398,7 +404,7 @@ def _subgraph_references(graph: onnx.GraphProto) -> set[str]:
                     for sub in attr.graphs:
                         walk(sub)
 
-    for node in graph.node:
+    for node in nodes:
         for attr in node.attribute:
             if attr.type == onnx.AttributeProto.GRAPH:
                 walk(attr.g)
@@ -408,21 +414,28 @@ def _subgraph_references(graph: onnx.GraphProto) -> set[str]:
     return refs
 
 
-def _remove_dead_code(graph: onnx.GraphProto) -> None:
-    """Drop nodes whose outputs nobody uses, then unused initializers and stale value_info."""
-    needed = {o.name for o in graph.output} | _subgraph_references(graph)
-    kept: list[onnx.NodeProto] = []
-    for node in reversed(list(graph.node)):
+def _remove_dead_nodes(nodes: list, graph: onnx.GraphProto) -> list:
+    """Drop nodes whose outputs nobody uses (e.g. the constant axes of a removed Squeeze)."""
+    needed = {o.name for o in graph.output} | _subgraph_references(nodes)
+    kept = []
+    for node in reversed(nodes):
         if any(o and o in needed for o in node.output):
             kept.append(node)
             needed.update(node.input)
     kept.reverse()
-    graph.ClearField("node")
-    graph.node.extend(kept)
-    inits = [t for t in graph.initializer if t.name in needed]
-    graph.ClearField("initializer")
-    graph.initializer.extend(inits)
+    return kept
+
+
+def _remove_unused_initializers(graph: onnx.GraphProto) -> None:
+    """Delete (in place: they may be large) initializers nothing reads any more, e.g. the GRUs' W/R/B."""
+    needed = {o.name for o in graph.output} | _subgraph_references(graph.node)
+    for node in graph.node:
+        needed.update(node.input)
+    for i in reversed(range(len(graph.initializer))):
+        if graph.initializer[i].name not in needed:
+            del graph.initializer[i]
     produced = {o for n in graph.node for o in n.output} | {i.name for i in graph.input}
-    infos = [v for v in graph.value_info if v.name in produced]
-    graph.ClearField("value_info")
-    graph.value_info.extend(infos)
+    produced |= {t.name for t in graph.initializer}
+    for i in reversed(range(len(graph.value_info))):
+        if graph.value_info[i].name not in produced:
+            del graph.value_info[i]

@@ -1,0 +1,87 @@
+"""Bundle the trained demo model and a small test split into the repository.
+
+    python tools/bundle_demo.py --checkpoint out/train384/best.pth --corpus data/corpus
+
+Writes models/demo.pth (the MLPerf-format checkpoint), ds2_onnx/assets/demo.onnx and demo.int8.onnx (the
+runtime's default model, exported and parity-checked by the normal export path), and samples/demo-test/
+(≤ 60 clips of the corpus's test split in LibriSpeech layout, seen and held-out voices of both synthesisers,
+with their voices.json entries).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from collections import defaultdict
+from pathlib import Path
+
+import soundfile as sf
+
+from ds2_onnx.export.pipeline import export_checkpoint
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def pick_clips(split: Path, speakers: dict, count: int, max_seconds: float) -> list[tuple[str, Path, str]]:
+    """Deterministic, balanced pick over (synthesiser, seen/held-out) groups, shortish clips first per group."""
+    groups = defaultdict(list)
+    for trans in sorted(split.rglob("*.trans.txt")):
+        for line in trans.read_text().splitlines():
+            utt, text = line.split(" ", 1)
+            audio = trans.parent / f"{utt}.flac"
+            voice = speakers[utt.split("-")[0]]
+            if sf.info(str(audio)).duration <= max_seconds:
+                groups[(voice["synth"], voice["held_out"])].append((utt, audio, text))
+    picked = []
+    keys = sorted(groups)
+    per_group = count // len(keys)
+    for key in keys:
+        items = groups[key]
+        step = max(1, len(items) // per_group)
+        picked += items[::step][:per_group]
+    return sorted(picked)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", type=Path, required=True)
+    parser.add_argument("--corpus", type=Path, required=True)
+    parser.add_argument("--clips", type=int, default=60)
+    parser.add_argument("--max-seconds", type=float, default=4.5)
+    parser.add_argument("--precision", default="fp32,int8")
+    args = parser.parse_args()
+
+    models = ROOT / "models"
+    models.mkdir(exist_ok=True)
+    checkpoint = models / "demo.pth"
+    shutil.copyfile(args.checkpoint, checkpoint)
+    results = export_checkpoint(checkpoint, ROOT / "ds2_onnx" / "assets" / "demo.onnx",
+                                precisions=args.precision.split(","), progress=print)
+    for r in results:
+        print(f"{r.precision}: {r.path} {r.size_bytes / 1e6:.2f} MB, max |Δ log-prob| {r.parity.max_abs_diff:.2e}, "
+              f"frame agreement {100 * r.parity.frame_agreement:.2f}%")
+
+    voices = json.loads((args.corpus / "voices.json").read_text())
+    out = ROOT / "samples" / "demo-test"
+    if out.exists():
+        shutil.rmtree(out)
+    lines = defaultdict(list)
+    picked = pick_clips(args.corpus / "test", voices["speakers"], args.clips, args.max_seconds)
+    for utt, audio, text in picked:
+        speaker, chapter, _ = utt.split("-")
+        folder = out / speaker / chapter
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(audio, folder / audio.name)
+        lines[folder / f"{speaker}-{chapter}.trans.txt"].append(f"{utt} {text}")
+    for path, entries in lines.items():
+        path.write_text("\n".join(sorted(entries)) + "\n")
+    used = {utt.split("-")[0] for utt, _, _ in picked}
+    subset = {k: v for k, v in voices["speakers"].items() if k in used}
+    (out / "voices.json").write_text(json.dumps({**voices, "speakers": subset}, indent=1) + "\n")
+    size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    print(f"{len(picked)} clips from {len(subset)} voices in {out} ({size / 1e6:.2f} MB)")
+
+
+if __name__ == "__main__":
+    main()

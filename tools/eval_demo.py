@@ -1,0 +1,61 @@
+"""WER/CER of an exported model on a corpus made by make_corpus.py, per synthesiser and voice group.
+
+    python tools/eval_demo.py --model ds2_onnx/assets/demo.onnx --split data/corpus/test --voices data/corpus/voices.json
+
+Groups: every utterance, by synthesiser × (voice seen in training | held out), and by espeak-ng accent / flite
+voice. Prints a Markdown table (for the model card) and writes --json if given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import defaultdict
+from pathlib import Path
+
+from rich.progress import Progress
+
+from ds2_onnx.runtime import SessionOptions, Transcriber
+from ds2_onnx.validation.datasets import load_dataset
+from ds2_onnx.validation.metrics import ErrorCounts
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, required=True)
+    parser.add_argument("--split", type=Path, required=True, help="LibriSpeech-layout folder")
+    parser.add_argument("--voices", type=Path, required=True, help="voices.json written by make_corpus.py")
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--threads", type=int)
+    args = parser.parse_args()
+
+    speakers = json.loads(args.voices.read_text())["speakers"]
+    transcriber = Transcriber(args.model, SessionOptions(threads=args.threads))
+    dataset = load_dataset(args.split, transcriber.info.labels, transcriber.info.blank_index)
+    utterances = list(dataset)
+    groups: dict[str, ErrorCounts] = defaultdict(ErrorCounts)
+    with Progress(transient=True) as progress:
+        task = progress.add_task("transcribing", total=len(utterances))
+        for indices, results in transcriber.iter_batches([u.audio for u in utterances], batch_size=args.batch_size):
+            for i, r in zip(indices, results):
+                u = utterances[i]
+                voice = speakers[u.id.split("-")[0]]
+                counts = ErrorCounts.of(u.transcript, r.text)
+                seen = "held-out voice" if voice["held_out"] else "seen voice"
+                name = voice["voice"] if voice["synth"] == "flite" else voice["voice"]
+                for key in ("all", f"{voice['synth']}, {seen}", f"{voice['synth']} {name}", seen):
+                    groups[key] = groups[key] + counts
+                progress.advance(task)
+    order = sorted(groups, key=lambda k: (k != "all", not k.endswith("voice"), k))
+    print(f"| group ({args.split.name}, {len(utterances)} utterances) | words | WER % | CER % |")
+    print("| --- | ---: | ---: | ---: |")
+    for key in order:
+        c = groups[key]
+        print(f"| {key} | {c.words} | {c.wer:.2f} | {c.cer:.2f} |")
+    if args.json:
+        args.json.write_text(json.dumps({k: {"words": v.words, "wer": v.wer, "cer": v.cer} for k, v in groups.items()}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
