@@ -15,6 +15,7 @@ from rich.table import Table
 from . import __version__
 from .console import err, fail, out
 from .errors import Ds2OnnxError
+from .runtime.model_info import INT32_FULL_SCALE
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Deploy the MLPerf DeepSpeech2 model as ONNX and run it on CPUs without torch.")
@@ -52,7 +53,7 @@ def export(
     checkpoint: Annotated[Path, typer.Argument(help="deepspeech.pytorch checkpoint (.pth, legacy or zip format) or a .zip holding one.")],
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="fp32 model path; quantized variants go beside it as OUT.int8.onnx, OUT.int4.onnx. Default: the checkpoint's name with .onnx.")] = None,
     precision: Annotated[str, typer.Option(help="Comma-separated precisions to write: fp32, int8, int4.")] = "fp32,int8",
-    input_scale: Annotated[float, typer.Option(help="Multiply float samples in [-1, 1] by this before the STFT. Default 2^31: the int32 range early torchaudio returned to the MLPerf training code (see README).")] = 2.0**31,
+    input_scale: Annotated[float, typer.Option(help="Multiply float samples in [-1, 1] by this before the STFT. Default 2^31: the int32 range early torchaudio returned to the MLPerf training code (see README).")] = INT32_FULL_SCALE,
     threads: Annotated[Optional[int], typer.Option(help="ONNX Runtime threads for the parity checks.")] = None,
 ) -> None:
     """Export a checkpoint to self-describing ONNX, verified against PyTorch."""

@@ -17,6 +17,7 @@ from ..runtime.model_info import INT32_FULL_SCALE, ModelInfo
 from .model import CONV_KERNELS, CONV_STRIDES, DeepSpeech2
 
 OPSET = 17
+DEFAULT_INPUT_SCALE = INT32_FULL_SCALE  # see README "Input scale"
 INPUT_NAMES = ("spectrogram", "lengths")
 OUTPUT_NAMES = ("log_probs", "output_lengths")
 
@@ -188,5 +189,3 @@ def check_against_torch(model: DeepSpeech2, session, info: ModelInfo, atol: floa
 def with_precision(info: ModelInfo, precision: str, method: str, graph: str) -> ModelInfo:
     return replace(info, precision=precision, quantization=method, graph=graph)
 
-
-DEFAULT_INPUT_SCALE = INT32_FULL_SCALE

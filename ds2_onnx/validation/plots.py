@@ -38,11 +38,7 @@ def write_plots(report: ValidationReport, folder: str | Path) -> list[Path]:
         if lat.size:
             ax.step(lat, np.arange(1, lat.size + 1) / lat.size, where="post",
                     label=f"{v.name} (p50 {v.latency.p50:.3f} s, p99 {v.latency.p99:.3f} s)")
-    ax.set_xlabel("latency per utterance (s)")
-    ax.set_ylabel("fraction of utterances")
-    ax.set_title(title, fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    _label(ax, "latency per utterance (s)", "fraction of utterances", title)
     written.append(_save(fig, folder / "latency_cdf.png", plt))
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -52,11 +48,7 @@ def write_plots(report: ValidationReport, folder: str | Path) -> list[Path]:
         if keep.any():
             ax.scatter(durations[keep], lat[keep] / durations[keep], s=10, alpha=0.7,
                        label=f"{v.name} (mean RTF {v.latency.mean_rtf:.3f})")
-    ax.set_xlabel("audio duration (s)")
-    ax.set_ylabel("real-time factor (processing / audio)")
-    ax.set_title(title, fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    _label(ax, "audio duration (s)", "real-time factor (processing / audio)", title)
     written.append(_save(fig, folder / "rtf_vs_duration.png", plt))
     return written
 
@@ -66,3 +58,11 @@ def _save(fig, path: Path, plt) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _label(ax, xlabel: str, ylabel: str, title: str) -> None:
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
