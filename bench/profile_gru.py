@@ -75,6 +75,7 @@ VARIANTS = {
         Variant("torch_fp32", "torch", note="PyTorch eager fp32"),
         Variant("torch_int8", "torch", note="PyTorch quantize_dynamic qint8 on GRU+Linear (the bar to beat)"),
         Variant("torch_int8@t1", "torch", note="torch_int8 with 1 thread", threads=1),
+        Variant("torch_int8_autograd", "torch", note="torch_int8 without inference_mode (as the MLPerf harness ran)"),
         _ort("gru_fp32", "gru_fp32", "ORT, ONNX GRU op (TorchScript export)"),
         _ort("scan_fp32", "scan_fp32", "ORT, GRU -> MatMul + Scan (gru_to_scan)"),
         _ort("loop_fp32", "loop_fp32", "ORT, GRU -> MatMul + Loop (Gather per step)"),
@@ -90,6 +91,9 @@ VARIANTS = {
         _ort("int4all_b32", "int4all_b32", "every MatMul 4b block 32 acc4 (input proj too)"),
         _ort("int4_b128_acc0", "int4_b128_acc0", "as int4_b128 with accuracy_level=0 (fp32 compute)"),
         _ort("int4_b128_loop", "int4_b128_loop", "as int4_b128 with Loop instead of Scan"),
+        _ort("nbits8_b128", "nbits8_b128", "recurrent 8-bit MatMulNBits block 128 acc4; input proj int8"),
+        _ort("nbits8_b256", "nbits8_b256", "recurrent 8-bit MatMulNBits block 256 acc4; input proj int8"),
+        _ort("int4_b256@spin", "int4_b256", "int4_b256, allow_spinning=1", spin=True),
         _ort("int8@spin", "int8", "int8, allow_spinning=1", spin=True),
         _ort("int4_b128@spin", "int4_b128", "int4_b128, allow_spinning=1", spin=True),
         _ort("int4_b32@spin", "int4_b32", "int4_b32, allow_spinning=1", spin=True),
@@ -229,6 +233,17 @@ class Models:
             onnx.save(scan_to_loop(onnx.load(str(self.path("scan_fp32")))), str(tmp))
         elif key == "int4_b128_loop":
             quantize_model(self.path("loop_fp32"), tmp, **QUANT["int4_b128"])
+        elif key.startswith("nbits8_b"):  # experiment: recurrent weights as 8-bit MatMulNBits (int8 compute)
+            from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+            from ds2_onnx.export import quantize as q
+
+            with tempfile.TemporaryDirectory() as d:
+                top = q._dynamic_int8(onnx.load(str(self.path("scan_fp32"))), Path(d), True, "int8", subgraphs=False)
+            nb = MatMulNBitsQuantizer(top, bits=8, block_size=int(key.split("_b")[1]), is_symmetric=True,
+                                      accuracy_level=4, op_types_to_quantize=("MatMul",))
+            nb.process()
+            onnx.save(nb.model.model, str(tmp))
         elif key in QUANT:
             info = quantize_model(self.path("scan_fp32"), tmp, **QUANT[key])
             (self.dir / f"{key}.json").write_text(json.dumps(info, indent=1))
@@ -282,6 +297,8 @@ def make_runner(variant: Variant, models: Models, threads: int):
 
         def run(spect, lengths):
             torch.set_num_threads(variant.threads or threads)
+            if variant.name.endswith("_autograd"):
+                return model(torch.from_numpy(spect), torch.from_numpy(lengths))[0].detach().numpy()
             with torch.inference_mode():
                 return model(torch.from_numpy(spect), torch.from_numpy(lengths))[0].numpy()
 
@@ -524,7 +541,7 @@ def main(argv=None) -> int:
     margin = float(np.median(top2[..., 1] - top2[..., 0]))
     print("fidelity: vs scan_fp32 (== PyTorch fp32 to ~1e-6) on one random spectrogram; 'x vs' = median ratio; "
           f"fp32 log-prob std {reference.std():.2f}, median top-1/top-2 margin {margin:.3f} nats, "
-          f"{len(np.unique(reference.argmax(-1)))} distinct greedy labels over {reference.shape[1]} frames")
+          f"{len(np.unique(reference.argmax(-1)))} distinct greedy labels over {reference.shape[0] * reference.shape[1]} frames")
     if args.json:
         args.json.write_text(json.dumps({"env": env, "args": {k: str(v) for k, v in vars(args).items()}, "rows": rows}, indent=1))
     return 0
