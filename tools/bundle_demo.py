@@ -16,23 +16,20 @@ import shutil
 from collections import defaultdict
 from pathlib import Path
 
-import soundfile as sf
-
+from ds2_onnx.export.model import ModelConfig
 from ds2_onnx.export.pipeline import export_checkpoint
+from ds2_onnx.validation.datasets import load_dataset
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def pick_clips(split: Path, speakers: dict, count: int, max_seconds: float) -> list[tuple[str, Path, str]]:
-    """Deterministic, balanced pick over (synthesiser, seen/held-out) groups, shortish clips first per group."""
+    """Deterministic, balanced pick over (synthesiser, seen/held-out) groups, evenly spaced within each group."""
     groups = defaultdict(list)
-    for trans in sorted(split.rglob("*.trans.txt")):
-        for line in trans.read_text().splitlines():
-            utt, text = line.split(" ", 1)
-            audio = trans.parent / f"{utt}.flac"
-            voice = speakers[utt.split("-")[0]]
-            if sf.info(str(audio)).duration <= max_seconds:
-                groups[(voice["synth"], voice["held_out"])].append((utt, audio, text))
+    for u in sorted(load_dataset(split, ModelConfig().labels), key=lambda u: u.audio):
+        voice = speakers[u.id.split("-")[0]]
+        if u.duration is not None and u.duration <= max_seconds:
+            groups[(voice["synth"], voice["held_out"])].append((u.id, u.audio, u.transcript))
     picked = []
     keys = sorted(groups)
     per_group = count // len(keys)

@@ -27,12 +27,14 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from ds2_onnx.errors import Ds2OnnxError
 from ds2_onnx.export.checkpoint import load_checkpoint
-from ds2_onnx.export.model import DeepSpeech2, ModelConfig, output_lengths
+from ds2_onnx.export.model import DeepSpeech2, ModelConfig
 from ds2_onnx.export.synthetic import make_package, save_package
 from ds2_onnx.runtime.decoding import decode
 from ds2_onnx.runtime.features import compute_features
 from ds2_onnx.runtime.model_info import INT32_FULL_SCALE
+from ds2_onnx.validation.datasets import load_dataset
 from ds2_onnx.validation.metrics import ErrorCounts
 
 console = Console(stderr=True)
@@ -40,19 +42,12 @@ LABELS = ModelConfig().labels
 
 
 def read_split(root: Path) -> list[tuple[str, Path, str]]:
-    """(utterance id, audio path, transcript) for a LibriSpeech-layout folder."""
-    items = []
-    for trans in sorted(root.rglob("*.trans.txt")):
-        for line in trans.read_text().splitlines():
-            if not line.strip():
-                continue
-            utt, text = line.split(" ", 1)
-            audio = trans.parent / f"{utt}.flac"
-            if audio.exists():
-                items.append((utt, audio, text.strip().upper()))
-    if not items:
-        raise SystemExit(f"error: no utterances under {root}")
-    return items
+    """(utterance id, audio path, transcript) for a LibriSpeech-layout folder, in path order."""
+    try:
+        utterances = load_dataset(root, LABELS)
+    except Ds2OnnxError as e:
+        raise SystemExit(f"error: {e}") from e
+    return [(u.id, u.audio, u.transcript) for u in sorted(utterances, key=lambda u: u.audio)]
 
 
 def load_split(root: Path, desc: str) -> list[tuple[np.ndarray, np.ndarray, str]]:
