@@ -369,7 +369,6 @@ def profile(variant: Variant, models: Models, threads: int, spect, lengths, runs
     print(f"\nORT profile of {variant.name} ({variant.note}); wall per run {np.median(wall):.3f} s "
           "(profiling adds overhead to small ops)")
     print(f"{'op':24s} {'node':44s} {'ms/run':>9s} {'calls/run':>10s} {'us/call':>9s}")
-    total = 0.0
     for (op, node), (us, n) in sorted(per_op.items(), key=lambda kv: -kv[1][0])[:28]:
         calls = n / runs
         print(f"{op:24s} {node[-44:]:44s} {us / 1e3:9.2f} {calls:10.0f} {us / max(calls, 1):9.1f}")

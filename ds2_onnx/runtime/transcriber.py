@@ -13,7 +13,6 @@ from ..errors import AudioError
 from .audio import load_audio, prepare_audio
 from .decoding import Char, Decoded, Word, decode, decode_batch
 from .features import compute_features, num_frames
-from .model_info import ModelInfo
 from .session import SessionOptions, create_session, run_model
 
 AudioInput = Union[str, Path, np.ndarray]
