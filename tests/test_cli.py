@@ -105,3 +105,27 @@ def test_version():
     from ds2_onnx import __version__
 
     assert invoke("--version").stdout.strip() == f"ds2-onnx {__version__}"
+
+
+def test_batched_transcription_matches_one_by_one(tmp_path, tone_audio):
+    import soundfile as sf
+    from pathlib import Path
+
+    clips = sorted((Path(__file__).resolve().parents[1] / "samples" / "demo-test").rglob("*.flac"))[:5]
+    bad = tmp_path / "bad.flac"
+    bad.write_bytes(b"fLaC but not really")
+    short = tmp_path / "short.wav"  # shorter than the receptive field: empty text
+    sf.write(short, tone_audio[:2000], 16000)
+    files = [clips[0], bad, *clips[1:3], short, *clips[3:]]
+    # fp32: batching is exact. Dynamically quantized models (int8 activations scaled per tensor over the whole
+    # batch) can change a character or two with the batch's composition, as PyTorch's dynamic int8 does.
+    fp32 = Path(__file__).resolve().parents[1] / "ds2_onnx" / "assets" / "demo.onnx"
+    one = invoke("transcribe", *files, "-m", fp32)
+    batched = invoke("transcribe", *files, "-m", fp32, "--batch-size", 3)
+    for r in (one, batched):
+        assert_clean_failure(r, "1 of 7 files could not be transcribed")
+    assert batched.stdout == one.stdout  # same lines, same (input) order
+    lines = one.stdout.splitlines()
+    assert [line.split("\t")[0] for line in lines] == [str(f) for f in files if f != bad]
+    assert sum(1 for line in lines if line.split("\t")[1].strip()) == 5  # the five speech clips have text
+    assert invoke("transcribe", clips[0], "--batch-size", 0).exit_code != 0

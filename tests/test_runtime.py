@@ -10,6 +10,7 @@ import soundfile as sf
 from ds2_onnx.errors import AudioError, AudioFileNotFoundError, ModelFileError
 from ds2_onnx.runtime import Transcriber, WrongSampleRateError
 from ds2_onnx.runtime.audio import load_audio, prepare_audio
+from ds2_onnx.runtime.transcriber import plan_batches
 from ds2_onnx.validation.reference import ReferencePipeline
 
 from conftest import synthesize
@@ -213,3 +214,28 @@ def test_metadata_that_contradicts_the_graph(tiny_onnx, tmp_path):
     onnx.save(proto, str(edited))
     with pytest.raises(ModelFileError, match="does not match its metadata"):
         Transcriber(edited)
+
+
+def test_plan_batches_sorts_caps_size_and_padding():
+    rng = np.random.default_rng(0)
+    lengths = [int(x) for x in rng.lognormal(6.5, 0.75, 200)] + [3500]
+    for batch_size, cap in [(1, 0.25), (4, 0.25), (8, 0.25), (8, 0.0), (8, 1.0)]:
+        plan = plan_batches(lengths, batch_size, cap)
+        assert sorted(i for b in plan for i in b) == list(range(len(lengths)))  # every utterance exactly once
+        assert all(1 <= len(b) <= batch_size for b in plan)
+        flat = [lengths[i] for b in plan for i in b]
+        assert flat == sorted(flat)  # batches hold neighbours in length order
+        for b in plan:
+            padded, real = max(lengths[i] for i in b) * len(b), sum(lengths[i] for i in b)
+            assert padded <= (1 + cap) * real + 1e-9
+    assert plan_batches(lengths, 8, 0.25)[-1] == [len(lengths) - 1]  # the 35 s outlier pads nobody
+    no_cap = plan_batches(lengths, 8, float("inf"))
+    assert [len(b) for b in no_cap] == [8] * 25 + [1]  # plain sorted chunks
+    assert plan_batches([], 8) == []
+
+
+def test_batch_arguments_are_checked(transcriber, speech_flac):
+    with pytest.raises(ValueError, match="batch_size"):
+        transcriber.transcribe_batch([speech_flac], batch_size=0)
+    with pytest.raises(ValueError, match="max_padding"):
+        transcriber.transcribe_batch([speech_flac], max_padding=-1)

@@ -1,10 +1,11 @@
 """Train the demo DeepSpeech2 (MLPerf architecture, smaller GRUs) on a LibriSpeech-layout corpus, on the CPU.
 
-    python tools/train_demo.py --corpus data/corpus --work out/train --hidden 256 --minutes 60
+    python tools/train_demo.py --corpus data/corpus --work out/train --hidden 256 --steps 4000
     python tools/train_demo.py --corpus data/corpus --work out/train --resume      # continue where it stopped
 
 Same conv stack, features (the runtime's numpy features, identical to the librosa pipeline), 29 labels and
-unidirectional GRUs as MLPerf; CTC loss; Adam with a cosine schedule; SpecAugment-style masks, noise, gain
+unidirectional GRUs as MLPerf; CTC loss; Adam with a warm-up and a cosine schedule over --steps (a step-based
+schedule: a rerun with the same seed and corpus follows the same path however fast the machine is); SpecAugment-style masks, noise, gain
 and speed perturbation applied on the fly. Checkpoints are written in the MLPerf package format, so
 `ds2-onnx export` runs on them unchanged: WORK/best.pth (lowest dev WER) and WORK/last.pth. WORK/state.pt
 holds optimizer and RNG state for --resume.
@@ -151,7 +152,10 @@ def main() -> None:
     parser.add_argument("--work", type=Path, required=True, help="folder for checkpoints and the log")
     parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--layers", type=int, default=3)
-    parser.add_argument("--minutes", type=float, default=60.0, help="wall-clock training budget")
+    parser.add_argument("--steps", type=int, default=4000, help="optimizer steps; the learning-rate schedule spans them")
+    parser.add_argument("--warmup", type=int, default=100, help="steps of linear learning-rate warm-up")
+    parser.add_argument("--minutes", type=float, default=None,
+                        help="stop after this much training time (state is saved; --resume continues the schedule)")
     parser.add_argument("--batch-seconds", type=float, default=48.0, help="audio seconds per batch")
     parser.add_argument("--lr", type=float, default=1.5e-3)
     parser.add_argument("--eval-every", type=int, default=400, help="steps between dev evaluations")
@@ -190,24 +194,27 @@ def main() -> None:
         optimizer.load_state_dict(saved["optimizer"])
         state = saved["state"]
         console.print(f"resumed at step {state['step']} ({state['elapsed'] / 60:.1f} min trained)")
-    budget = args.minutes * 60
-    console.print(f"model: {args.layers} x GRU({args.hidden}), {params:,} parameters; budget {args.minutes:.0f} min")
+    stop_at = state["elapsed"] + args.minutes * 60 if args.minutes is not None else math.inf
+    console.print(f"model: {args.layers} x GRU({args.hidden}), {params:,} parameters; {args.steps} steps")
 
-    def lr_at(elapsed: float) -> float:
-        warm = min(1.0, elapsed / 120.0)
-        return args.lr * warm * 0.5 * (1 + math.cos(math.pi * min(1.0, elapsed / budget)))
+    def lr_at(step: int) -> float:
+        warm = min(1.0, (step + 1) / max(1, args.warmup))
+        return args.lr * warm * 0.5 * (1 + math.cos(math.pi * min(1.0, step / args.steps)))
+
+    def done() -> bool:
+        return state["step"] >= args.steps or state["elapsed"] >= stop_at
 
     model.train()
     with progress_bar() as bar:
-        task = bar.add_task("training", total=int(budget), completed=int(state["elapsed"]))
-        while state["elapsed"] < budget:
+        task = bar.add_task("training", total=args.steps, completed=state["step"])
+        while not done():
             rng_batches = random.Random(args.seed * 1000 + state["epoch"])
             batches = make_batches(train, args.batch_seconds, rng_batches)
             skip = state.get("batch_in_epoch", 0)
             for bi, idx in enumerate(batches):
                 if bi < skip:
                     continue
-                if state["elapsed"] >= budget:
+                if done():
                     break
                 t0 = time.perf_counter()
                 rng = np.random.default_rng([args.seed, state["step"]])
@@ -218,7 +225,7 @@ def main() -> None:
                 loss = ctc(log_probs.transpose(0, 1), torch.cat(targets), out_lengths,
                            torch.tensor([len(t) for t in targets]))
                 for group in optimizer.param_groups:
-                    group["lr"] = lr_at(state["elapsed"])
+                    group["lr"] = lr_at(state["step"])
                 optimizer.zero_grad()
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -227,11 +234,11 @@ def main() -> None:
                 state["batch_in_epoch"] = bi + 1
                 dt = time.perf_counter() - t0
                 state["elapsed"] += dt
-                bar.update(task, completed=int(state["elapsed"]),
+                bar.update(task, completed=state["step"],
                            description=f"training ep {state['epoch']} step {state['step']} loss {loss.item():.2f}")
                 if not console.is_terminal and state["step"] % 50 == 0:  # the bar only draws on a terminal
                     console.print(f"step {state['step']} epoch {state['epoch']} loss {loss.item():.2f} "
-                                  f"({state['elapsed'] / 60:.1f} of {args.minutes:.0f} min)")
+                                  f"of {args.steps} ({state['elapsed'] / 60:.1f} min)")
                 if state["step"] % args.eval_every == 0:
                     checkpoint(model, optimizer, state, dev, args, log, state_path)
             else:

@@ -16,6 +16,7 @@ from .features import compute_features, num_frames
 from .session import SessionOptions, create_session, run_model
 
 AudioInput = Union[str, Path, np.ndarray]
+DEFAULT_MAX_PADDING = 0.25  # padded frames per real frame allowed in a batch (see plan_batches)
 
 
 @dataclass(frozen=True)
@@ -99,40 +100,89 @@ class Transcriber:
         return _result(decoded, feats, time.perf_counter() - start)
 
     def transcribe_batch(
-        self, audios: Sequence[AudioInput], sample_rate: int | None = None, batch_size: int = 8
+        self,
+        audios: Sequence[AudioInput],
+        sample_rate: int | None = None,
+        batch_size: int = 8,
+        max_padding: float = DEFAULT_MAX_PADDING,
     ) -> list[Transcription]:
-        """Transcribe many inputs, sorted by length and padded in batches; results in input order."""
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        """Transcribe many inputs in length-sorted, padded batches (see `plan_batches`); results in input order."""
         results: list[Transcription | None] = [None] * len(audios)
-        for indices, batch_results in self.iter_batches(audios, sample_rate, batch_size):
+        for indices, batch_results in self.iter_batches(audios, sample_rate, batch_size, max_padding):
             for i, r in zip(indices, batch_results):
                 results[i] = r
         return results  # type: ignore[return-value]
 
     def iter_batches(
-        self, audios: Sequence[AudioInput], sample_rate: int | None = None, batch_size: int = 8
+        self,
+        audios: Sequence[AudioInput],
+        sample_rate: int | None = None,
+        batch_size: int = 8,
+        max_padding: float = DEFAULT_MAX_PADDING,
     ) -> Iterable[tuple[list[int], list[Transcription]]]:
         """Yield (input indices, results) batch by batch, for progress reporting on long lists.
 
         Features for all inputs are computed first so batches group similar lengths (less padding).
         """
+        _check_batching(batch_size, max_padding)
         start = time.perf_counter()
         feats = [self.features(a, sample_rate) for a in audios]
         feature_time = (time.perf_counter() - start) / max(1, len(audios))
-        order = sorted(range(len(feats)), key=lambda i: -1 if feats[i].values is None else feats[i].values.shape[1])
-        empty = [i for i in order if feats[i].values is None]
+        yield from self.iter_feature_batches(feats, batch_size, max_padding, feature_time)
+
+    def iter_feature_batches(
+        self,
+        feats: Sequence[Features],
+        batch_size: int = 8,
+        max_padding: float = DEFAULT_MAX_PADDING,
+        feature_time: float = 0.0,
+    ) -> Iterable[tuple[list[int], list[Transcription]]]:
+        """`iter_batches` for features computed beforehand with `features()` (e.g. to report unreadable files
+        one by one and batch the rest); indices refer to `feats`. `feature_time` is added to each result's
+        processing time."""
+        _check_batching(batch_size, max_padding)
+        empty = [i for i, f in enumerate(feats) if f.values is None]
         if empty:
             yield empty, [_result(Decoded("", (), ()), feats[i], feature_time) for i in empty]
-        order = [i for i in order if feats[i].values is not None]
-        for b in range(0, len(order), batch_size):
-            idx = order[b : b + batch_size]
+        usable = [i for i, f in enumerate(feats) if f.values is not None]
+        lengths = [feats[i].values.shape[1] for i in usable]
+        for group in plan_batches(lengths, batch_size, max_padding):
+            idx = [usable[k] for k in group]
             t0 = time.perf_counter()
-            spect, lengths = pad_batch([feats[i].values for i in idx])
-            log_probs, out_lengths = self.log_probs(spect, lengths)
+            spect, frames = pad_batch([feats[i].values for i in idx])
+            log_probs, out_lengths = self.log_probs(spect, frames)
             decoded = decode_batch(log_probs, out_lengths, self.info.labels, self.info.blank_index, self.info.frame_duration)
             share = (time.perf_counter() - t0) / len(idx)
             yield idx, [_result(d, feats[i], feature_time + share) for d, i in zip(decoded, idx)]
+
+
+def _check_batching(batch_size: int, max_padding: float) -> None:
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    if not max_padding >= 0:
+        raise ValueError(f"max_padding must be >= 0, got {max_padding}")
+
+
+def plan_batches(lengths: Sequence[int], batch_size: int, max_padding: float = DEFAULT_MAX_PADDING) -> list[list[int]]:
+    """Group utterance indices into batches: sorted by length, at most `batch_size` each, and a batch is closed
+    early when adding the next (longer) utterance would make the padded frames exceed (1 + max_padding) times
+    the real frames. Every padded frame costs as much as a real one (the GRUs run to the longest), so on a
+    heavy-tailed set one long utterance would otherwise double the work of its batch (bench/e2e.py measures it).
+    """
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    batches: list[list[int]] = []
+    current: list[int] = []
+    real = 0
+    for i in order:
+        n = lengths[i]
+        if current and (len(current) == batch_size or n * (len(current) + 1) > (1 + max_padding) * (real + n)):
+            batches.append(current)
+            current, real = [], 0
+        current.append(i)
+        real += n
+    if current:
+        batches.append(current)
+    return batches
 
 
 def pad_batch(features: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
