@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := espeak-ng flite sox fortunes wamerican
 
-.PHONY: install system-deps test test-slow demo clean
+.PHONY: install system-deps test test-slow demo bench clean
 
 # Debian packages for making speech (espeak-ng, flite) and sentences (fortunes, wamerican) for tests and
 # the demo corpus; skipped when already present.
@@ -39,6 +39,11 @@ demo: install
 	$(VENV)/bin/ds2-onnx transcribe $$(ls samples/demo-test/*/*/*.flac | head -n 5)
 	$(VENV)/bin/ds2-onnx validate --dataset samples/demo-test --model $(DEMO_OUT)/demo.onnx \
 		--checkpoint models/demo.pth --json $(DEMO_OUT)/validate.json
+
+# End-to-end speed of PyTorch fp32/int8 and the ORT variants on a full-size random-weight MLPerf model, one
+# interleaved run (≈15 min on 2 cores; builds the models once into out/bench). Run it on an otherwise idle machine.
+bench: install
+	$(PY) bench/e2e.py --markdown
 
 clean:
 	rm -rf $(VENV) .pytest_cache build dist *.egg-info
