@@ -544,10 +544,18 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--batch takes a comma list of integers, got {args.batch!r}")
     if args.batch[0] != 1 or args.reps < 1:
         parser.error("--batch must include 1 and --reps must be at least 1")
+    if args.checkpoint is not None and not args.checkpoint.is_file():
+        parser.error(f"{args.checkpoint}: no such checkpoint file")
     if args.from_json:
         report = json.loads(args.from_json.read_text())
     else:
-        report = run(args)
+        from ds2_onnx.errors import Ds2OnnxError
+
+        try:
+            report = run(args)
+        except Ds2OnnxError as e:  # a checkpoint that does not load or export: one line, no traceback
+            print(f"error: {e}", file=sys.stderr)
+            return 1
         path = args.json or args.work / "e2e.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")

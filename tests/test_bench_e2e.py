@@ -103,3 +103,13 @@ def test_unknown_variant_is_refused(e2e, capsys):
         e2e.main(["--variants", "torch_fp32,ort_int5"])
     assert exc.value.code == 2
     assert "ort_int5" in capsys.readouterr().err
+
+
+def test_bad_checkpoint_is_one_clear_error(e2e, tmp_path, capsys):
+    bad = tmp_path / "bad.pth"
+    bad.write_text("not a checkpoint")
+    assert e2e.main(["--checkpoint", str(bad), "--work", str(tmp_path / "w")]) == 1
+    err = capsys.readouterr().err
+    assert "error: " in err and "is not a PyTorch checkpoint" in err and "Traceback" not in err
+    with pytest.raises(SystemExit):
+        e2e.main(["--checkpoint", str(tmp_path / "missing.pth")])
