@@ -214,3 +214,31 @@ def test_missing_or_corrupt_source_writes_nothing(tmp_path):
 def test_refuses_to_overwrite_its_source(fp32_model):
     with pytest.raises(ValueError, match="differ"):
         quantize_model(fp32_model, fp32_model, "int8")
+
+
+def test_metadata_callback_records_the_method(fp32_model, tmp_path):
+    seen = []
+
+    def extra(method: str) -> dict[str, str]:
+        seen.append(method)
+        return {"ds2.precision": "int8", "ds2.quantization": method, "extra": "1"}
+
+    dst = tmp_path / "m.onnx"
+    info = quantize_model(fp32_model, dst, "int8", metadata=extra)
+    meta = _session(dst).get_modelmeta().custom_metadata_map
+    assert seen == [info["method"]]
+    assert meta == {**METADATA, "ds2.precision": "int8", "ds2.quantization": info["method"], "extra": "1"}
+
+
+def test_exported_quantized_models_describe_their_precision(tiny_checkpoint, tmp_path):
+    from ds2_onnx.export.pipeline import export_checkpoint
+    from ds2_onnx.runtime import Transcriber
+
+    results = {m.precision: m for m in export_checkpoint(tiny_checkpoint, tmp_path / "m.onnx", ("fp32", "int8", "int4"))}
+    infos = {p: Transcriber(m.path).info for p, m in results.items()}
+    assert [(i.precision, i.graph) for i in infos.values()] == [("fp32", "gru_op"), ("int8", "scan"), ("int4", "scan")]
+    assert infos["fp32"].quantization == "none"
+    assert "quantize_dynamic" in infos["int8"].quantization and "MatMulNBits" in infos["int4"].quantization
+    assert infos["int4"].quantization == results["int4"].method
+    assert {i.source_sha256 for i in infos.values()} == {infos["fp32"].source_sha256}
+    assert {i.labels for i in infos.values()} == {infos["fp32"].labels}

@@ -122,13 +122,11 @@ def export_checkpoint(
             progress(f"quantizing to {precision}")
             with atomic_path(final) as tmp:
                 try:
-                    done = quantize_model(src, tmp, precision)
+                    done = quantize_model(src, tmp, precision, metadata=lambda method, p=precision: (
+                        with_precision(info, p, method, "scan").to_metadata()))
                 except (RuntimeError, ValueError, OSError) as e:
                     raise Ds2OnnxError(f"quantizing to {precision} failed: {e}") from e
-                method = str(done.get("method", precision))
-                quantized = onnx.load(str(tmp))
-                set_metadata(quantized, with_precision(info, precision, method, "scan"))
-                save_model(quantized, tmp)
+                method = str(done["method"])
                 progress(f"checking {precision} ONNX against PyTorch")
                 q_parity = verify(tmp, checkpoint, None, threads)
             results.append(ExportedModel(precision, final, final.stat().st_size, q_parity, method))

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import tempfile
 from contextlib import contextmanager
+from typing import Callable, Mapping
 from pathlib import Path
 
 import onnx
@@ -43,11 +44,13 @@ def quantize_model(
     weight_type: str = "int8",
     accuracy_level: int = 4,
     symmetric: bool = True,
+    metadata: Callable[[str], Mapping[str, str]] | None = None,
 ) -> dict:
     """Quantize the fp32 model at `src` and write it to `dst` (only `dst` is written; no ORT-optimized graph).
 
     GRU ops are first rewritten to MatMul + Scan (`gru_to_scan`) so that their weights can be quantized.
-    Convolutions stay fp32; metadata_props are copied over unchanged.
+    Convolutions stay fp32; metadata_props are copied over, then updated with `metadata(method)` if given
+    (the method description is known only here; the export pipeline records it with the precision).
 
     precision "int8": every MatMul int8 (`weight_type` "int8" = QInt8, or "uint8" = QUInt8). Weight scales are
     per tensor by default (`per_channel=None`), as in PyTorch's dynamic GRU quantization: ONNX Runtime's
@@ -80,7 +83,7 @@ def quantize_model(
         model = onnx.load(str(src))
     except Exception as e:  # onnx raises DecodeError and others for unreadable files
         raise RuntimeError(f"{src}: cannot load the ONNX model ({e})") from e
-    metadata = [(p.key, p.value) for p in model.metadata_props]
+    kept_metadata = [(p.key, p.value) for p in model.metadata_props]
     if count_ops(model, "GRU"):
         model = gru_to_scan(model)
     scans = [n for n in model.graph.node if n.op_type == "Scan"]
@@ -126,8 +129,11 @@ def quantize_model(
     if not counts["total"]:
         raise RuntimeError(f"{precision} quantization quantized no MatMul in {src}")
 
+    props = dict(kept_metadata)
+    if metadata is not None:
+        props.update(metadata(method))
     del quantized.metadata_props[:]
-    for key, value in metadata:
+    for key, value in props.items():
         quantized.metadata_props.add(key=key, value=value)
     try:
         onnx.checker.check_model(quantized)
