@@ -22,16 +22,18 @@ ASSETS = ROOT / "ds2_onnx" / "assets"
 CHECKPOINT = ROOT / "models" / "demo.pth"
 SPLIT = ROOT / "samples" / "demo-test"
 
-# Measured on the bundled split when the model was bundled (tools/bundle_demo.py, then `make demo`):
-# int8 +0.62, int4 -0.41 WER points against PyTorch. The bar for int8 is 0.5 absolute; on 60 clips
-# (487 words) one word is 0.21 points, so we hold both to 1.5 points: three more word errors than measured
-# would fail the test.
-MAX_QUANTIZED_WER_DELTA = 1.5
+# Measured on the bundled split when the model was bundled (tools/bundle_demo.py, then `make demo`): PyTorch WER
+# 79.01; int8 -0.21, int4 -3.09 WER points against it (487 words: one word is 0.21 points). int8 is held to the
+# issue's bar, |delta| <= 0.5. int4 changes 45 of 60 transcripts of this weak model and happened to gain 3 points;
+# it may not lose more than 1.5 points (7 words), and a gain beyond 4 points would mean it is no longer the same
+# model, so that fails too.
+WER_DELTA_BOUNDS = {"demo.int8.onnx": (-0.5, 0.5), "demo.int4.onnx": (-4.0, 1.5)}
 
-PINNED = {  # fp32 transcripts of three bundled clips (regression guard; the model is weak, see docs/demo-model.md)
-    "126-3000-0003": "STITRACKLIVES",
-    "165-3000-0002": "A SLIK LACKS IN THE GRESE",
-    "189-3000-0031": "CO ABISH WHE EVERN ROR",
+PINNED = {  # fp32 transcripts of four bundled clips (regression guard; the model is weak, see docs/demo-model.md)
+    "105-3000-0003": "TO LEVIS ALWAYS DIS IRERABLE",
+    "126-3000-0003": "STARC RACK LIVES",
+    "165-3000-0002": "A SNEKLUKES IN THE GRASE",
+    "189-3000-0031": "CA ABOSH WHERE RIVEN NAR",
 }
 
 
@@ -78,7 +80,8 @@ def test_quantized_wer_delta_is_bounded(split, hypotheses, reference, name):
     refs = [u.transcript for u in split]
     delta = corpus_counts(refs, hypotheses[name]).wer - corpus_counts(refs, reference).wer
     print(f"{name}: WER delta {delta:+.2f} against PyTorch")
-    assert abs(delta) <= MAX_QUANTIZED_WER_DELTA
+    low, high = WER_DELTA_BOUNDS[name]
+    assert low <= delta <= high
 
 
 def test_pinned_transcripts(split, hypotheses):
