@@ -207,19 +207,16 @@ class TorchPipeline:
         self.stages(audio)
 
     def batch(self, audios: list[np.ndarray], batch_size: int, mode: str) -> None:
+        from ds2_onnx.runtime.transcriber import pad_batch
         from ds2_onnx.validation.reference import greedy_decode_reference
 
         torch = self.torch
         feats = [self.ref.features(a) for a in audios]
         for plan in batch_plan([f.shape[1] for f in feats], batch_size, mode):
-            group = [feats[i] for i in plan]
-            lengths = torch.tensor([f.shape[1] for f in group])
-            x = torch.zeros(len(group), 1, group[0].shape[0], int(lengths.max()))
-            for k, f in enumerate(group):
-                x[k, 0, :, : f.shape[1]] = torch.from_numpy(f)
+            spect, lengths = pad_batch([feats[i] for i in plan])  # the runtime's padding, as torch tensors
             with torch.inference_mode():
-                log_probs, out_lengths = self.ref.model(x, lengths)
-            for k in range(len(group)):
+                log_probs, out_lengths = self.ref.model(torch.from_numpy(spect), torch.from_numpy(lengths))
+            for k in range(len(plan)):
                 valid = log_probs[k, : int(out_lengths[k])]
                 greedy_decode_reference(valid.argmax(-1).tolist(), self.ref.config.labels, self.blank)
 
@@ -303,7 +300,7 @@ def worker(conn, variant: str, source: str, threads: int, input_scale: float, du
 
 class Worker:
     def __init__(self, ctx, variant: str, source: Path, args, durations: list[float]):
-        self.variant, self.source = variant, source
+        self.variant = variant
         self.conn, child = ctx.Pipe()
         self.proc = ctx.Process(target=worker, args=(child, variant, str(source), args.threads, args.input_scale,
                                                      durations, args.seconds), daemon=True)

@@ -18,8 +18,8 @@ from __future__ import annotations
 import logging
 import tempfile
 from contextlib import contextmanager
-from typing import Callable, Mapping
 from pathlib import Path
+from typing import Callable, Mapping
 
 import onnx
 
