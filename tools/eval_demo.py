@@ -2,8 +2,9 @@
 
     python tools/eval_demo.py --model ds2_onnx/assets/demo.onnx --split data/corpus/test --voices data/corpus/voices.json
 
-Groups: every utterance, by synthesiser × (voice seen in training | held out), and by espeak-ng accent / flite
-voice. Prints a Markdown table (for the model card) and writes --json if given.
+Groups: every utterance, by synthesiser × (voice seen in training | held out), by espeak-ng accent / flite
+voice, and by sentence source (a fortune-file sentence or a template sentence; see tools/sentences.py).
+Prints a Markdown table (for the model card) and writes --json if given.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
+import sentences
 from rich.progress import Progress
 
 from ds2_onnx.runtime import SessionOptions, Transcriber
@@ -31,6 +33,7 @@ def main() -> None:
     args = parser.parse_args()
 
     speakers = json.loads(args.voices.read_text())["speakers"]
+    natural = {t for _, t in sentences.load_sources().natural}
     transcriber = Transcriber(args.model, SessionOptions(threads=args.threads))
     dataset = load_dataset(args.split, transcriber.info.labels, transcriber.info.blank_index)
     utterances = list(dataset)
@@ -43,11 +46,11 @@ def main() -> None:
                 voice = speakers[u.id.split("-")[0]]
                 counts = ErrorCounts.of(u.transcript, r.text)
                 seen = "held-out voice" if voice["held_out"] else "seen voice"
-                name = voice["voice"] if voice["synth"] == "flite" else voice["voice"]
-                for key in ("all", f"{voice['synth']}, {seen}", f"{voice['synth']} {name}", seen):
+                source = "fortune sentence" if u.transcript in natural else "template sentence"
+                for key in ("all", f"{voice['synth']}, {seen}", f"{voice['synth']} {voice['voice']}", seen, source):
                     groups[key] = groups[key] + counts
                 progress.advance(task)
-    order = sorted(groups, key=lambda k: (k != "all", not k.endswith("voice"), k))
+    order = sorted(groups, key=lambda k: (k != "all", not k.endswith("voice"), not k.endswith("sentence"), k))
     print(f"| group ({args.split.name}, {len(utterances)} utterances) | words | WER % | CER % |")
     print("| --- | ---: | ---: | ---: |")
     for key in order:

@@ -1,0 +1,136 @@
+"""tools/train_demo.py: batching with oversampling, its argument checks, and a short real training run.
+
+The run trains a tiny model (GRU(16)) for a few steps on a tiny corpus made by tools/make_corpus.py, with the
+options the bundled model was trained with (bfloat16 autocast, flite oversampling), resumes it, and exports the
+checkpoint it wrote with the normal export code. Needs espeak-ng, flite, fortunes and wamerican, like
+tests/test_corpus.py.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TRAIN = ROOT / "tools" / "train_demo.py"
+sys.path.insert(0, str(ROOT / "tools"))
+
+import train_demo  # noqa: E402
+
+
+def _fake_data(n: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray, str, str]]:
+    rng = np.random.default_rng(seed)
+    return [(np.zeros(int(rng.integers(8000, 64000)), np.int16), np.array([1]), "A", str(i % 4)) for i in range(n)]
+
+
+def test_make_batches_default_sees_every_utterance_once():
+    data = _fake_data(40)
+    batches = train_demo.make_batches(data, 6.0, random.Random(0))
+    flat = [i for b in batches for i in b]
+    assert sorted(flat) == list(range(40))
+    for b in batches:
+        seconds = sum(len(data[i][0]) for i in b) / 16000
+        assert len(b) == 1 or seconds <= 6.0, b
+        lengths = sorted(len(data[i][0]) for i in b)
+        assert lengths == [len(data[i][0]) for i in sorted(b, key=lambda i: len(data[i][0]))]
+    # same seed, same order; another seed, another order
+    assert train_demo.make_batches(data, 6.0, random.Random(0)) == batches
+    assert train_demo.make_batches(data, 6.0, random.Random(1)) != batches
+
+
+def test_make_batches_repeats_without_duplicates_in_a_batch():
+    data = _fake_data(40)
+    repeats = [3 if i % 5 == 0 else 1 for i in range(40)]
+    batches = train_demo.make_batches(data, 6.0, random.Random(0), repeats)
+    counts = Counter(i for b in batches for i in b)
+    assert counts == {i: repeats[i] for i in range(40)}
+    for b in batches:
+        assert len(set(b)) == len(b), f"an utterance twice in one batch: {b}"
+
+
+def _voices(tmp_path: Path) -> Path:
+    path = tmp_path / "voices.json"
+    path.write_text(json.dumps({"speakers": {
+        "0": {"synth": "espeak-ng"}, "1": {"synth": "flite"}, "2": {"synth": "espeak-ng"}, "3": {"synth": "flite"}}}))
+    return path
+
+
+def test_synth_repeats(tmp_path):
+    data = _fake_data(8)
+    assert train_demo.synth_repeats(data, _voices(tmp_path), ["flite=3"]) == [1, 3, 1, 3, 1, 3, 1, 3]
+    assert train_demo.synth_repeats(data, _voices(tmp_path), ["flite=2", "espeak-ng=1"]) == [1, 2] * 4
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("flite", "SYNTH=N"), ("flite=0", "SYNTH=N"), ("flite=x", "SYNTH=N"), ("festival=2", "no synthesiser"),
+])
+def test_synth_repeats_bad_arguments(tmp_path, spec, message):
+    with pytest.raises(SystemExit) as e:
+        train_demo.synth_repeats(_fake_data(4), _voices(tmp_path), [spec])
+    assert message in str(e.value)
+
+
+def test_synth_repeats_without_voices_json(tmp_path):
+    with pytest.raises(SystemExit) as e:
+        train_demo.synth_repeats(_fake_data(4), tmp_path / "missing.json", ["flite=2"])
+    assert "voices.json" in str(e.value)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("train-corpus") / "c"
+    cmd = [sys.executable, str(ROOT / "tools" / "make_corpus.py"), "--out", str(out), "--seed", "3",
+           "--train", "10", "--dev", "3", "--test", "2", "--jobs", "2"]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+    assert p.returncode == 0, f"make_corpus failed (needs espeak-ng, flite, fortunes, wamerican):\n{p.stderr}"
+    return out
+
+
+def _train(corpus: Path, work: Path, *extra: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, str(TRAIN), "--corpus", str(corpus), "--work", str(work), "--hidden", "16",
+           "--batch-seconds", "12", "--eval-every", "2", "--dev-limit", "3", "--warmup", "2", "--seed", "0",
+           "--bf16", "--synth-weight", "flite=2", "--threads", "1", *extra]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+
+
+def test_training_run_resume_and_export(corpus, tmp_path):
+    from ds2_onnx.export.checkpoint import load_checkpoint
+    from ds2_onnx.export.pipeline import export_checkpoint
+
+    work = tmp_path / "work"
+    p = _train(corpus, work, "--steps", "4")
+    assert p.returncode == 0, p.stderr
+    assert "per epoch with flite=2" in p.stderr
+    records = [json.loads(line) for line in (work / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [2, 4, 4]   # every 2 steps, and once more at the end
+    for r in records:
+        assert 0 <= r["cer"] and 0 <= r["wer"]
+
+    p = _train(corpus, work, "--steps", "6", "--resume")
+    assert p.returncode == 0, p.stderr
+    assert "resumed at step 4" in p.stderr
+    records = [json.loads(line) for line in (work / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records][3:] == [6, 6]
+
+    loaded = load_checkpoint(work / "last.pth")
+    assert loaded.config.hidden_size == 16 and loaded.config.hidden_layers == 3
+    assert all(np.isfinite(v.detach().numpy()).all() for v in loaded.model.state_dict().values()
+               if v.dtype.is_floating_point)
+    assert load_checkpoint(work / "best.pth").config.hidden_size == 16
+    out = tmp_path / "m.onnx"
+    export_checkpoint(work / "last.pth", out, precisions=("fp32",))
+    assert out.stat().st_size > 0
+
+
+def test_init_with_other_hidden_size_is_one_line_error(corpus, tmp_path, tiny_checkpoint):
+    p = _train(corpus, tmp_path / "w", "--steps", "1", "--init", str(tiny_checkpoint))
+    assert p.returncode != 0
+    assert "error:" in p.stderr and "--hidden 48" in p.stderr
+    assert "Traceback" not in p.stderr
