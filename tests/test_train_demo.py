@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TRAIN = ROOT / "tools" / "train_demo.py"
 sys.path.insert(0, str(ROOT / "tools"))
 
-import train_demo  # noqa: E402
+import train_demo
 
 
 def _fake_data(n: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray, str, str]]:
@@ -88,7 +88,7 @@ def corpus(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("train-corpus") / "c"
     cmd = [sys.executable, str(ROOT / "tools" / "make_corpus.py"), "--out", str(out), "--seed", "3",
            "--train", "10", "--dev", "3", "--test", "2", "--jobs", "2"]
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=180, check=False)
     assert p.returncode == 0, f"make_corpus failed (needs espeak-ng, flite, fortunes, wamerican):\n{p.stderr}"
     return out
 
@@ -97,7 +97,7 @@ def _train(corpus: Path, work: Path, *extra: str) -> subprocess.CompletedProcess
     cmd = [sys.executable, str(TRAIN), "--corpus", str(corpus), "--work", str(work), "--hidden", "16",
            "--batch-seconds", "12", "--eval-every", "2", "--dev-limit", "3", "--warmup", "2", "--seed", "0",
            "--bf16", "--synth-weight", "flite=2", "--threads", "1", *extra]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
 
 
 def test_training_run_resume_and_export(corpus, tmp_path):
