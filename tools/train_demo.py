@@ -159,7 +159,7 @@ def evaluate(model: DeepSpeech2, data, batch_size: int = 32) -> dict:
             x, lengths = collate([features(data[i][0], None) for i in idx])
             log_probs, out_lengths = model(x, lengths)
             for k, i in enumerate(idx):
-                hyp = decode(log_probs[k, : int(out_lengths[k])].float().numpy(), LABELS, 0, 0.02).text
+                hyp = decode(log_probs[k, : int(out_lengths[k])].numpy(), LABELS, 0, 0.02).text
                 total = total + ErrorCounts.of(data[i][2], hyp)
     model.train()
     return {"wer": total.wer, "cer": total.cer}
