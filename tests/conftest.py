@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +13,27 @@ import pytest
 import soundfile as sf
 
 TINY_HIDDEN = 48
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def make_corpus(out: Path, *, seed: int, train: int, dev: int, test: int, jobs: int = 2,
+                timeout: float = 180) -> subprocess.CompletedProcess:
+    """Run tools/make_corpus.py into `out`; fail (not skip) when the Debian packages it needs are missing."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    import sentences
+
+    for binary in ("espeak-ng", "flite"):
+        assert shutil.which(binary), (
+            f"{binary} is not installed: the corpus generator needs it "
+            f"(apt-get install espeak-ng flite fortunes fortunes-min wamerican)")
+    assert os.path.isfile(sentences.DICT_PATH), "install the Debian package wamerican"
+    assert os.path.isfile(os.path.join(sentences.FORTUNE_DIR, "fortunes")), (
+        "install the Debian packages fortunes and fortunes-min")
+    cmd = [sys.executable, str(ROOT / "tools" / "make_corpus.py"), "--out", str(out), "--seed", str(seed),
+           "--train", str(train), "--dev", str(dev), "--test", str(test), "--jobs", str(jobs)]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+    assert p.returncode == 0, f"make_corpus failed:\n{p.stderr}"
+    return p
 
 
 def make_tiny_model(seed: int = 1, hidden: int = TINY_HIDDEN):

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -23,29 +22,15 @@ TOOL = ROOT / "tools" / "make_corpus.py"
 sys.path.insert(0, str(ROOT / "tools"))
 
 import sentences  # noqa: E402
+from conftest import make_corpus
 
 COUNTS = {"train": 6, "dev": 3, "test": 3}
 FLAC_RE = re.compile(r"^(train|dev|test)/(\d+)/(\d+)/(\d+)-(\d+)-(\d{4})\.flac$")
 TRANS_RE = re.compile(r"^[A-Z']+( [A-Z']+)*$")
 
 
-def _require_tools() -> None:
-    for binary in ("espeak-ng", "flite"):
-        assert shutil.which(binary), (
-            f"{binary} is not installed: the corpus generator needs it "
-            f"(apt-get install espeak-ng flite fortunes fortunes-min wamerican)")
-    assert os.path.isfile(sentences.DICT_PATH), "install the Debian package wamerican"
-    assert os.path.isfile(os.path.join(sentences.FORTUNE_DIR, "fortunes")), (
-        "install the Debian packages fortunes and fortunes-min")
-
-
 def _generate(out: Path, seed: int = 0, jobs: int = 2) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, str(TOOL), "--out", str(out), "--seed", str(seed),
-           "--train", str(COUNTS["train"]), "--dev", str(COUNTS["dev"]),
-           "--test", str(COUNTS["test"]), "--jobs", str(jobs)]
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    assert p.returncode == 0, f"make_corpus failed:\n{p.stderr}"
-    return p
+    return make_corpus(out, seed=seed, jobs=jobs, timeout=120, **COUNTS)
 
 
 def _transcripts(root: Path) -> dict[str, dict[str, str]]:
@@ -60,7 +45,6 @@ def _transcripts(root: Path) -> dict[str, dict[str, str]]:
 
 @pytest.fixture(scope="module")
 def corpora(tmp_path_factory):
-    _require_tools()
     base = tmp_path_factory.mktemp("corpus")
     a, b = base / "a", base / "b"
     proc = _generate(a, jobs=2)

@@ -23,6 +23,7 @@ TRAIN = ROOT / "tools" / "train_demo.py"
 sys.path.insert(0, str(ROOT / "tools"))
 
 import train_demo
+from conftest import make_corpus
 
 
 def _fake_data(n: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray, str, str]]:
@@ -86,10 +87,7 @@ def test_synth_repeats_without_voices_json(tmp_path):
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("train-corpus") / "c"
-    cmd = [sys.executable, str(ROOT / "tools" / "make_corpus.py"), "--out", str(out), "--seed", "3",
-           "--train", "10", "--dev", "3", "--test", "2", "--jobs", "2"]
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=180, check=False)
-    assert p.returncode == 0, f"make_corpus failed (needs espeak-ng, flite, fortunes, wamerican):\n{p.stderr}"
+    make_corpus(out, seed=3, train=10, dev=3, test=2)
     return out
 
 
@@ -113,6 +111,10 @@ def test_training_run_resume_and_export(corpus, tmp_path):
     for r in records:
         assert 0 <= r["cer"] and 0 <= r["wer"]
 
+    # another seed would give another batch list for the epoch, so resuming with it is refused
+    p = _train(corpus, work, "--steps", "6", "--resume", "--seed", "1")
+    assert p.returncode != 0 and "--resume needs the same" in p.stderr and "Traceback" not in p.stderr, p.stderr
+
     p = _train(corpus, work, "--steps", "6", "--resume")
     assert p.returncode == 0, p.stderr
     assert "resumed at step 4" in p.stderr
@@ -134,3 +136,43 @@ def test_init_with_other_hidden_size_is_one_line_error(corpus, tmp_path, tiny_ch
     assert p.returncode != 0
     assert "error:" in p.stderr and "--hidden 48" in p.stderr
     assert "Traceback" not in p.stderr
+
+
+def test_widen_keeps_the_outputs_and_lets_the_new_units_learn():
+    import torch
+
+    from conftest import make_tiny_model
+    from ds2_onnx.export.model import DeepSpeech2, ModelConfig
+
+    narrow = make_tiny_model(seed=2, hidden=16).eval()
+    torch.manual_seed(0)
+    wide = DeepSpeech2(ModelConfig(hidden_size=24))
+    wide.load_state_dict(train_demo.widen(narrow.state_dict(), wide))
+    wide.eval()
+    x, lengths = torch.randn(2, 1, 161, 120), torch.tensor([120, 90])
+    with torch.no_grad():
+        a, la = narrow(x, lengths)
+        b, lb = wide(x, lengths)
+    assert torch.equal(la, lb)
+    assert torch.allclose(a, b, atol=1e-5), f"max |Δ log-prob| {(a - b).abs().max():.2e} (tolerance 1e-5)"
+    # the old units' own weights carried over; the weights from the new units start at zero
+    assert torch.equal(wide.rnns[1].rnn.weight_hh_l0[:16, :16], narrow.rnns[1].rnn.weight_hh_l0[:16])
+    assert not wide.rnns[1].rnn.weight_hh_l0[:16, 16:].any()
+    assert not wide.fc[0].module[1].weight[:, 16:].any()
+    # the new units are live: the loss has a gradient on the zero weights that connect them to the output
+    wide.train()
+    out, _ = wide(x, lengths)
+    out[..., 1].sum().backward()
+    assert wide.fc[0].module[1].weight.grad[:, 16:].abs().sum() > 0
+
+
+def test_init_from_a_narrower_checkpoint_widens_it(corpus, tmp_path):
+    from conftest import make_tiny_model
+    from ds2_onnx.export.checkpoint import load_checkpoint
+    from ds2_onnx.export.synthetic import make_package, save_package
+
+    narrow = save_package(make_package(make_tiny_model(hidden=8)), tmp_path / "narrow.pth")
+    p = _train(corpus, tmp_path / "w", "--steps", "1", "--init", str(narrow))
+    assert p.returncode == 0, p.stderr
+    assert "widened from GRU(8) to GRU(16)" in p.stderr
+    assert load_checkpoint(tmp_path / "w" / "last.pth").config.hidden_size == 16

@@ -165,6 +165,38 @@ def evaluate(model: DeepSpeech2, data, batch_size: int = 32) -> dict:
     return {"wer": total.wer, "cer": total.cer}
 
 
+def widen(state: dict[str, torch.Tensor], model: DeepSpeech2) -> dict[str, torch.Tensor]:
+    """A state_dict for `model` (wider GRUs) that computes the same outputs as `state` (narrower GRUs).
+
+    Function-preserving widening: each GRU keeps its units; the new units get the fresh initial weights `model`
+    was built with for their own inputs, but every weight *from* a new unit (into the old units' gates, the next
+    GRU and the classifier) is zero, so the old units never see them and the outputs are unchanged. Training then
+    grows those weights from zero. Conv stack and BatchNorm statistics of the old units carry over."""
+    out = {k: v.clone() for k, v in model.state_dict().items()}
+    old_h = state["rnns.0.rnn.weight_hh_l0"].shape[1]
+    new_h = out["rnns.0.rnn.weight_hh_l0"].shape[1]
+    rows = torch.cat([torch.arange(g * new_h, g * new_h + old_h) for g in range(3)])  # old units in r, z, n
+    for key, value in state.items():
+        target = out[key]
+        if key.startswith("rnns."):
+            if key.endswith(("weight_ih_l0", "weight_hh_l0")):
+                if not key.startswith("rnns.0.") or key.endswith("weight_hh_l0"):  # inputs are GRU units
+                    target[rows, old_h:] = 0.0  # old units ignore the new ones
+                target[rows, : value.shape[1]] = value
+            elif key.endswith(("bias_ih_l0", "bias_hh_l0")):
+                target[rows] = value
+            else:
+                raise ValueError(f"cannot widen {key}")
+        elif key == "fc.0.module.1.weight":
+            target.zero_()
+            target[:, :old_h] = value
+        elif key.startswith("fc.0.module.0.") and value.dim() == 1:  # BatchNorm1d over the GRU units
+            target[:old_h] = value
+        else:
+            out[key] = value.clone()
+    return out
+
+
 def save_checkpoint(model: DeepSpeech2, path: Path, **extras) -> None:
     tmp = path.with_suffix(".tmp")
     save_package(make_package(model, **extras), tmp)
@@ -193,7 +225,8 @@ def main() -> None:
                         help="repeat the utterances of a synthesiser N times per epoch, e.g. flite=2 (repeatable)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--resume", action="store_true", help="continue from WORK/state.pt (optimizer, schedule, step)")
-    parser.add_argument("--init", type=Path, help="start from the weights of an MLPerf-format checkpoint (fine-tuning)")
+    parser.add_argument("--init", type=Path, help="start from the weights of an MLPerf-format checkpoint (fine-tuning); one with "
+                        "narrower GRUs is widened to --hidden without changing its outputs")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -213,19 +246,29 @@ def main() -> None:
     ctc = torch.nn.CTCLoss(blank=0, zero_infinity=True)
     state = {"step": 0, "epoch": 0, "elapsed": 0.0, "best_wer": float("inf"), "history": []}
     state_path = args.work / "state.pt"
+    batching = {"seed": args.seed, "batch_seconds": args.batch_seconds, "synth_weight": sorted(args.synth_weight)}
     if args.init is not None:
         initial = load_checkpoint(args.init)
-        if initial.config.hidden_size != args.hidden or initial.config.hidden_layers != args.layers:
-            raise SystemExit(f"error: {args.init} is {initial.config.hidden_layers} x GRU({initial.config.hidden_size}); "
-                             f"pass --hidden {initial.config.hidden_size} --layers {initial.config.hidden_layers}")
-        model.load_state_dict(initial.model.state_dict())
-        console.print(f"initialised from {args.init}")
+        init_h = initial.config.hidden_size
+        if init_h > args.hidden or initial.config.hidden_layers != args.layers:
+            raise SystemExit(f"error: {args.init} is {initial.config.hidden_layers} x GRU({init_h}); pass --layers "
+                             f"{initial.config.hidden_layers} and --hidden {init_h} (or larger, to widen it)")
+        if init_h < args.hidden:
+            model.load_state_dict(widen(initial.model.state_dict(), model))
+            console.print(f"initialised from {args.init}, widened from GRU({init_h}) to GRU({args.hidden})")
+        else:
+            model.load_state_dict(initial.model.state_dict())
+            console.print(f"initialised from {args.init}")
     if args.resume and state_path.exists():
         saved = torch.load(state_path, weights_only=False)  # our own file, written below
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         state = saved["state"]
+        if state.get("batching", batching) != batching:  # the epoch's batch list, and so the batches to skip
+            raise SystemExit(f"error: {state_path} was trained with {state['batching']}; --resume needs the same "
+                             f"--seed, --batch-seconds and --synth-weight (given {batching})")
         console.print(f"resumed at step {state['step']} ({state['elapsed'] / 60:.1f} min trained)")
+    state["batching"] = batching
     stop_at = state["elapsed"] + args.minutes * 60 if args.minutes is not None else math.inf
     console.print(f"model: {args.layers} x GRU({args.hidden}), {params:,} parameters; {args.steps} steps")
 
