@@ -176,3 +176,13 @@ def test_init_from_a_narrower_checkpoint_widens_it(corpus, tmp_path):
     assert p.returncode == 0, p.stderr
     assert "widened from GRU(8) to GRU(16)" in p.stderr
     assert load_checkpoint(tmp_path / "w" / "last.pth").config.hidden_size == 16
+
+
+def test_init_with_a_file_that_is_not_a_checkpoint_is_one_line_error(corpus, tmp_path):
+    bogus = tmp_path / "notes.pth"
+    bogus.write_text("not a checkpoint\n")
+    p = _train(corpus, tmp_path / "w", "--steps", "1", "--init", str(bogus))
+    assert p.returncode != 0
+    lines = [line for line in p.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "--init" in lines[0] and "notes.pth" in lines[0], p.stderr
+    assert "Traceback" not in p.stderr

@@ -248,7 +248,10 @@ def main() -> None:
     state_path = args.work / "state.pt"
     batching = {"seed": args.seed, "batch_seconds": args.batch_seconds, "synth_weight": sorted(args.synth_weight)}
     if args.init is not None:
-        initial = load_checkpoint(args.init)
+        try:
+            initial = load_checkpoint(args.init)
+        except Ds2OnnxError as e:
+            raise SystemExit(f"error: --init: {e}") from e
         init_h = initial.config.hidden_size
         if init_h > args.hidden or initial.config.hidden_layers != args.layers:
             raise SystemExit(f"error: {args.init} is {initial.config.hidden_layers} x GRU({init_h}); pass --layers "
