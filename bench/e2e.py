@@ -22,7 +22,8 @@ noisy neighbour slows them alike (compare ratios):
     runtime variants, at the largest batch, also sorted without the cap and in arrival order (no sort);
   * model file size, load time (checkpoint or session), peak RSS of the worker (VmHWM) after the batch-1 runs
     (the RSS ratios use this) and at the end (after the largest batches: 8 x 35 s of conv activations is ~220 MB).
-The models are built once with `ds2-onnx export` code into --work and reused while the checkpoint is unchanged.
+The models are built once with `ds2-onnx export` code into --work and reused while the checkpoint and the export
+code (ds2_onnx/export/*.py) are unchanged.
 Writes --json (default WORK/e2e.json) and prints a table.
 """
 
@@ -119,8 +120,10 @@ def prepare_models(checkpoint: Path | None, work: Path, hidden: int, log) -> tup
             tmp = checkpoint.with_suffix(".tmp")
             save_package(make_package(random_model(ModelConfig(hidden_size=hidden), seed=0)), tmp)
             os.replace(tmp, checkpoint)
+    from ds2_onnx.export import code_digest
+
     digest = hashlib.sha256(checkpoint.read_bytes()).hexdigest()[:16]
-    models = work / f"models-{digest}"
+    models = work / f"models-{digest}-{code_digest()}"  # rebuilt when the checkpoint or the export code changes
     paths = {
         "ort_gru": models / "model.onnx",
         "ort_scan": models / "model.scan.onnx",

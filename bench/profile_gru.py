@@ -58,10 +58,12 @@ def _ort(name, model, note="", **kw):
 QUANT = {  # model key -> quantize_model keyword arguments
     "int8": dict(precision="int8"),  # per-tensor weight scales (the default)
     "int8_perchannel": dict(precision="int8", per_channel=True),
+    "int8_tensoract": dict(precision="int8", per_frame=False),  # before per-frame activation scales
     "uint8": dict(precision="int8", weight_type="uint8"),
     "int4_b32": dict(precision="int4", block_size=32),
     "int4_b64": dict(precision="int4", block_size=64),
     "int4_b128": dict(precision="int4", block_size=128),
+    "int4_b128_tensoract": dict(precision="int4", block_size=128, per_frame=False),
     "int4_b256": dict(precision="int4", block_size=256),
     "int4_b128_asym": dict(precision="int4", block_size=128, symmetric=False),
     "int4all_b128": dict(precision="int4", block_size=128, input_projection="int4"),
@@ -81,10 +83,12 @@ VARIANTS = {
         _ort("loop_fp32", "loop_fp32", "ORT, GRU -> MatMul + Loop (Gather per step)"),
         _ort("int8", "int8", "quantize_dynamic QInt8 per-tensor, all MatMuls (incl. Scan body)"),
         _ort("int8_perchannel", "int8_perchannel", "as int8, weight scales per output channel"),
+        _ort("int8_tensoract", "int8_tensoract", "as int8, one activation scale per tensor for the input projections"),
         _ort("uint8", "uint8", "as int8 with QUInt8 weights"),
         _ort("int4_b32", "int4_b32", "recurrent MatMulNBits 4b sym block 32 acc4; input proj int8"),
         _ort("int4_b64", "int4_b64", "recurrent MatMulNBits 4b sym block 64 acc4; input proj int8"),
         _ort("int4_b128", "int4_b128", "recurrent MatMulNBits 4b sym block 128 acc4; input proj int8"),
+        _ort("int4_b128_tensoract", "int4_b128_tensoract", "as int4_b128, one activation scale per tensor for the input projections"),
         _ort("int4_b256", "int4_b256", "recurrent MatMulNBits 4b sym block 256 acc4; input proj int8"),
         _ort("int4_b128_asym", "int4_b128_asym", "as int4_b128, asymmetric (zero points)"),
         _ort("int4all_b128", "int4all_b128", "every MatMul 4b block 128 acc4 (input proj too)"),
@@ -198,7 +202,10 @@ class Models:
     """Builds (and caches) every ONNX model a variant needs."""
 
     def __init__(self, cache: Path, hidden: int, layers: int, seed: int, log, calibrate_bn: bool = False):
-        self.dir = cache / (f"h{hidden}_l{layers}_s{seed}" + ("_bncal" if calibrate_bn else ""))
+        from ds2_onnx.export import code_digest
+
+        # keyed on the export code too: a change to quantize.py or rewrite.py rebuilds the models
+        self.dir = cache / (f"h{hidden}_l{layers}_s{seed}" + ("_bncal" if calibrate_bn else "") + f"-{code_digest()}")
         self.dir.mkdir(parents=True, exist_ok=True)
         self.hidden, self.layers, self.seed, self.log = hidden, layers, seed, log
         self.calibrate_bn = calibrate_bn
