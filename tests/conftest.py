@@ -19,7 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def make_corpus(out: Path, *, seed: int, train: int, dev: int, test: int, jobs: int = 2,
                 timeout: float = 180) -> subprocess.CompletedProcess:
     """Run tools/make_corpus.py into `out`; fail (not skip) when the Debian packages it needs are missing."""
-    sys.path.insert(0, str(ROOT / "tools"))
+    if str(ROOT / "tools") not in sys.path:
+        sys.path.insert(0, str(ROOT / "tools"))
     import sentences
 
     for binary in ("espeak-ng", "flite"):
