@@ -30,10 +30,10 @@ SPLIT = ROOT / "samples" / "demo-test"
 WER_DELTA_BOUNDS = {"demo.int8.onnx": (-1.5, 0.5), "demo.int4.onnx": (-1.5, 1.5)}
 
 PINNED = {  # fp32 transcripts of four bundled clips (regression guard; the model is weak, see docs/demo-model.md)
-    "105-3000-0003": "TOLIVE IS ALWAYS DESIRABLE",
+    "105-3000-0003": "TO LIV IS ALWAYS DESIRABLE",
     "126-3000-0003": "STARTRACK LIVES",
-    "165-3000-0002": "A SNIK LIKS IN THE GREASS",
-    "189-3000-0031": "CALABUSH WHEREREVER NAR",
+    "165-3000-0002": "A SNAK LEKS IN THE GREASS",
+    "189-3000-0031": "CALA BUSH WHEREREVER NA",
 }
 
 
