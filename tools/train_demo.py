@@ -38,7 +38,7 @@ from ds2_onnx.runtime.model_info import INT32_FULL_SCALE
 from ds2_onnx.validation.datasets import load_dataset
 from ds2_onnx.validation.metrics import ErrorCounts
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # a log line is never broken (paths stay greppable)
 LABELS = ModelConfig().labels
 
 
@@ -323,7 +323,8 @@ def main() -> None:
             else:
                 state["epoch"] += 1
                 state["batch_in_epoch"] = 0
-    checkpoint(model, optimizer, state, dev, args, log, state_path)
+    if not state["history"] or state["history"][-1]["step"] != state["step"]:  # not evaluated at this step yet
+        checkpoint(model, optimizer, state, dev, args, log, state_path)
     console.print(f"done: best dev WER {state['best_wer']:.2f} → {args.work / 'best.pth'}")
 
 
