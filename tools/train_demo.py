@@ -25,9 +25,9 @@ import numpy as np
 import soundfile as sf
 import soxr
 import torch
-from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from ds2_onnx.console import err as console  # stderr, soft-wrapped: log lines are never broken
 from ds2_onnx.errors import Ds2OnnxError
 from ds2_onnx.export.checkpoint import load_checkpoint
 from ds2_onnx.export.model import DeepSpeech2, ModelConfig
@@ -38,7 +38,6 @@ from ds2_onnx.runtime.model_info import INT32_FULL_SCALE
 from ds2_onnx.validation.datasets import load_dataset
 from ds2_onnx.validation.metrics import ErrorCounts
 
-console = Console(stderr=True, soft_wrap=True)  # a log line is never broken (paths stay greppable)
 LABELS = ModelConfig().labels
 
 
