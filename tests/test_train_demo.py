@@ -63,6 +63,15 @@ def _voices(tmp_path: Path) -> Path:
     return path
 
 
+def test_pick_dev_first_and_spread():
+    items = list(range(10))
+    assert train_demo.pick_dev(items, 4, "first") == [0, 1, 2, 3]
+    assert train_demo.pick_dev(items, 4, "spread") == [0, 2, 5, 7]
+    assert train_demo.pick_dev(items, 5, "spread") == [0, 2, 4, 6, 8]
+    assert train_demo.pick_dev(items, 10, "spread") == items
+    assert train_demo.pick_dev(items, 12, "first") == items
+
+
 def test_synth_repeats(tmp_path):
     data = _fake_data(8)
     assert train_demo.synth_repeats(data, _voices(tmp_path), ["flite=3"]) == [1, 3, 1, 3, 1, 3, 1, 3]
