@@ -32,11 +32,13 @@ test-slow: install
 	$(PY) -m pytest -q -m slow
 
 # The main job on the bundled demo model: export (fp32, int8, int4, each checked against PyTorch), transcribe
-# a few bundled clips with the default model, validate every precision against PyTorch on the bundled split.
+# a few bundled clips with the default model (greedy, then beam search with the bundled word trigram LM), validate
+# every precision against PyTorch on the bundled split.
 DEMO_OUT ?= out/demo
 demo: install
 	$(VENV)/bin/ds2-onnx export models/demo.pth -o $(DEMO_OUT)/demo.onnx --precision fp32,int8,int4
 	$(VENV)/bin/ds2-onnx transcribe $$(ls samples/demo-test/*/*/*.flac | head -n 5)
+	$(VENV)/bin/ds2-onnx transcribe --lm bundled $$(ls samples/demo-test/*/*/*.flac | head -n 5)
 	$(VENV)/bin/ds2-onnx validate --dataset samples/demo-test --model $(DEMO_OUT)/demo.onnx \
 		--checkpoint models/demo.pth --json $(DEMO_OUT)/validate.json
 

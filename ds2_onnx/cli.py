@@ -15,6 +15,7 @@ from rich.table import Table
 from . import __version__
 from .console import err, fail, out
 from .errors import Ds2OnnxError
+from .runtime.beam import BeamSearchOptions
 from .runtime.model_info import INT32_FULL_SCALE
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -22,6 +23,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 
 ASSETS = Path(__file__).parent / "assets"
 DEFAULT_MODEL_ENV = "DS2_ONNX_MODEL"
+DEMO_LM = "demo-lm.arpa.gz"
+BUNDLED_LM = "bundled"
 
 
 def default_model() -> Path:
@@ -33,6 +36,17 @@ def default_model() -> Path:
         if (ASSETS / name).is_file():
             return ASSETS / name
     raise Ds2OnnxError(f"no --model given and no bundled default model; pass --model or set {DEFAULT_MODEL_ENV}")
+
+
+def resolve_lm(lm: str | None) -> Path | None:
+    """--lm's value: a path, or 'bundled' for the demo language model shipped with the package."""
+    if lm is None:
+        return None
+    if lm == BUNDLED_LM:
+        if not (ASSETS / DEMO_LM).is_file():
+            raise Ds2OnnxError(f"this installation has no bundled language model ({ASSETS / DEMO_LM})")
+        return ASSETS / DEMO_LM
+    return Path(lm)
 
 
 def version_callback(value: bool) -> None:
@@ -84,14 +98,26 @@ def transcribe(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array of results with word timings.")] = False,
     threads: Annotated[Optional[int], typer.Option(help="ONNX Runtime intra-op threads (default: all cores).", min=1)] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Files per model call, grouped by length (more throughput on many files; results still in input order).", min=1)] = 1,
+    lm: Annotated[Optional[str], typer.Option("--lm", help=f"Word n-gram language model (ARPA, .arpa or .arpa.gz) for beam search; '{BUNDLED_LM}' = the one trained with the bundled demo model. Default: greedy decoding, no LM.")] = None,
+    beam_width: Annotated[Optional[int], typer.Option("--beam-width", help="Hypotheses kept by beam search (default 32 with --lm; without --lm, plain CTC prefix beam search).", min=1)] = None,
+    alpha: Annotated[Optional[float], typer.Option(help=f"LM weight (default {BeamSearchOptions.alpha}, tuned for the bundled LM on the demo corpus's dev split).", min=0.0)] = None,
+    beta: Annotated[Optional[float], typer.Option(help=f"Bonus per word (default {BeamSearchOptions.beta}, tuned with alpha).")] = None,
 ) -> None:
     """Transcribe audio files; text on stdout, one line per file (prefixed by the path when there are several)."""
     from rich.progress import Progress
 
     from .runtime import SessionOptions, Transcriber
 
+    if lm is None and (alpha is not None or beta is not None):
+        raise fail("--alpha and --beta weight a language model: pass --lm too")
     try:
-        transcriber = Transcriber(model or default_model(), SessionOptions(threads=threads))
+        beam = None
+        if lm is not None or beam_width is not None:
+            defaults = BeamSearchOptions()
+            beam = BeamSearchOptions(beam_width or defaults.beam_width, defaults.alpha if alpha is None else alpha,
+                                     defaults.beta if beta is None else beta)
+        transcriber = Transcriber(model or default_model(), SessionOptions(threads=threads),
+                                  lm=resolve_lm(lm), beam=beam)
     except Ds2OnnxError as e:
         raise fail(str(e))
 
@@ -145,6 +171,30 @@ def transcribe(
         raise fail(f"{failed} of {len(files)} files could not be transcribed")
 
 
+@app.command("build-lm")
+def build_lm(
+    text: Annotated[list[Path], typer.Argument(help="Text files, one sentence per line, or folders of LibriSpeech transcripts (*.trans.txt).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="ARPA file to write; gzip-compressed if it ends in .gz.")],
+    order: Annotated[int, typer.Option(help="n-gram order.", min=1, max=6)] = 3,
+    prune_singletons: Annotated[bool, typer.Option("--prune-singletons/--keep-singletons", help="Drop highest-order n-grams seen once (a much smaller file, slightly higher perplexity).")] = True,
+) -> None:
+    """Build an interpolated Kneser-Ney word n-gram LM (ARPA) from text, for `transcribe --lm`."""
+    from .runtime.lm import estimate, read_sentences, write_arpa
+
+    try:
+        with err.status("reading text"):
+            sentences = read_sentences(text)
+        err.print(f"· {len(sentences):,} sentences, {sum(map(len, sentences)):,} words")
+        with err.status(f"estimating a {order}-gram model"):
+            model = estimate(sentences, order, prune_singletons)
+        write_arpa(model, output)
+    except Ds2OnnxError as e:
+        raise fail(str(e))
+    counts = ", ".join(f"{len(t):,} {n}-grams" for n, t in enumerate(model.tables, 1))
+    err.print(f"· {counts}; {output.stat().st_size / 1e6:.2f} MB")
+    print(output)
+
+
 @app.command()
 def info(
     model: Annotated[Path, typer.Argument(help="Exported ONNX model.")],
@@ -169,9 +219,10 @@ def info(
 
 
 # validate and download live with the validation code; importing them loads neither torch nor librosa
-from .validation.commands import download, validate  # noqa: E402
+from .validation.commands import download, tune_lm, validate  # noqa: E402
 
 app.command()(validate)
+app.command("tune-lm")(tune_lm)
 app.command()(download)
 
 

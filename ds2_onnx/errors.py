@@ -34,3 +34,7 @@ class ParityError(Ds2OnnxError, AssertionError):
 
 class DatasetError(Ds2OnnxError, ValueError):
     """A dataset path, manifest or transcript is missing or malformed."""
+
+
+class LanguageModelError(Ds2OnnxError, ValueError):
+    """A language model file is missing, unreadable or not valid ARPA, or the text to build one is unusable."""

@@ -129,3 +129,93 @@ def test_batched_transcription_matches_one_by_one(tmp_path, tone_audio):
     assert [line.split("\t")[0] for line in lines] == [str(f) for f in files if f != bad]
     assert sum(1 for line in lines if line.split("\t")[1].strip()) == 5  # the five speech clips have text
     assert invoke("transcribe", clips[0], "--batch-size", 0).exit_code != 0
+
+
+def test_build_lm_then_transcribe_with_it(tmp_path, tiny_onnx, speech_flac):
+    text = tmp_path / "text.txt"
+    text.write_text("the cat sat on the mat\nthe dog sat\n")
+    lm = tmp_path / "lm" / "small.arpa.gz"
+    r = invoke("build-lm", text, "-o", lm, "--order", 2)
+    assert r.exit_code == 0, r.stderr
+    assert r.stdout.strip() == str(lm) and "2 sentences, 9 words" in r.stderr
+    from ds2_onnx.runtime import BeamSearchOptions, LanguageModel, Transcriber
+
+    assert LanguageModel.load(lm).vocabulary == {"THE", "CAT", "SAT", "ON", "MAT", "DOG"}
+    r = invoke("transcribe", speech_flac, "--model", tiny_onnx, "--lm", lm, "--alpha", 0.5, "--beta", 2, "--beam-width", 8)
+    assert r.exit_code == 0, r.stderr
+    expected = Transcriber(tiny_onnx, lm=lm, beam=BeamSearchOptions(8, 0.5, 2.0)).transcribe(speech_flac).text
+    assert r.stdout.strip() == expected
+
+
+def test_language_model_errors_are_one_line(tmp_path, tiny_onnx, speech_flac):
+    bad = tmp_path / "bad.arpa"
+    bad.write_text("not an arpa file\n")
+    assert_clean_failure(invoke("transcribe", speech_flac, "-m", tiny_onnx, "--lm", bad), "not an ARPA language model")
+    assert_clean_failure(invoke("transcribe", speech_flac, "-m", tiny_onnx, "--lm", tmp_path / "absent.arpa"),
+                         "no such language model file")
+    assert_clean_failure(invoke("transcribe", speech_flac, "-m", tiny_onnx, "--alpha", 1), "pass --lm too")
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n")
+    out = tmp_path / "lm.arpa"
+    assert_clean_failure(invoke("build-lm", empty, "-o", out), "no sentences")
+    assert_clean_failure(invoke("build-lm", tmp_path / "absent", "-o", out), "no such text file or folder")
+    assert not out.exists() and not list(tmp_path.glob(".lm.arpa*"))
+
+
+def test_transcribe_with_the_bundled_lm(tmp_path):
+    from pathlib import Path
+
+    from ds2_onnx.cli import ASSETS, DEMO_LM
+    from ds2_onnx.runtime import Transcriber
+
+    clip = sorted((Path(__file__).resolve().parents[1] / "samples" / "demo-test").rglob("*.flac"))[0]
+    model = ASSETS / "demo.onnx"
+    r = invoke("transcribe", clip, "-m", model, "--lm", "bundled", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)[0]["text"] == Transcriber(model, lm=ASSETS / DEMO_LM).transcribe(clip).text
+
+
+def test_tune_lm_reports_the_grid_consistently_with_transcribe(tmp_path):
+    from pathlib import Path
+
+    from ds2_onnx.cli import ASSETS, DEMO_LM
+    from ds2_onnx.runtime import BeamSearchOptions, Transcriber
+    from ds2_onnx.validation.datasets import load_dataset
+    from ds2_onnx.validation.metrics import corpus_counts
+    from ds2_onnx.validation.tune import spread
+
+    split = Path(__file__).resolve().parents[1] / "samples" / "demo-test"
+    model = ASSETS / "demo.onnx"
+    out = tmp_path / "tune.json"
+    r = invoke("tune-lm", "-d", split, "--lm", "bundled", "-m", model, "--limit", 6, "--alpha", "0,0.8",
+               "--beta", "1,4.5", "--beam-width", 8, "--jobs", 2, "--json", out)
+    assert r.exit_code == 0, r.stderr
+    report = json.loads(out.read_text())
+    assert report["utterances"] == 6 and len(report["points"]) == 4
+    assert f"best: --alpha {report['best']['alpha']:g} --beta {report['best']['beta']:g}" in r.stdout
+    assert report["best"]["wer"] == min(p["wer"] for p in report["points"])
+
+    utterances = list(load_dataset(split, Transcriber(model).info.labels))
+    picked = [utterances[i] for i in spread(len(utterances), 6)]
+    refs = [u.transcript for u in picked]
+    greedy = Transcriber(model)
+    assert report["greedy"]["wer"] == corpus_counts(refs, [greedy.transcribe(u.audio).text for u in picked]).wer
+    point = next(p for p in report["points"] if (p["alpha"], p["beta"]) == (0.8, 4.5))
+    fused = Transcriber(model, lm=ASSETS / DEMO_LM, beam=BeamSearchOptions(8, 0.8, 4.5))
+    assert point["wer"] == corpus_counts(refs, [fused.transcribe(u.audio).text for u in picked]).wer
+
+
+def test_tune_lm_bad_arguments(tmp_path):
+    from pathlib import Path
+
+    split = Path(__file__).resolve().parents[1] / "samples" / "demo-test"
+    assert_clean_failure(invoke("tune-lm", "-d", split, "--lm", "bundled", "--alpha", "a,b"), "comma-separated numbers")
+    assert_clean_failure(invoke("tune-lm", "-d", split, "--lm", tmp_path / "no.arpa"), "no such language model file")
+    assert_clean_failure(invoke("tune-lm", "-d", tmp_path / "nowhere", "--lm", "bundled"), "nowhere")
+    assert_clean_failure(invoke("tune-lm", "-d", split, "--lm", "bundled", "--alpha", "-1"), "alpha must be")
+
+
+def test_spread_picks_evenly():
+    from ds2_onnx.validation.tune import spread
+
+    assert spread(10, 5) == [0, 2, 4, 6, 8] and spread(3, 5) == [0, 1, 2] and spread(4, None) == [0, 1, 2, 3]

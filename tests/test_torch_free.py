@@ -54,3 +54,21 @@ def test_cli_transcribe_without_torch(tiny_onnx, speech_flac):
     proc = run("-c", script, str(speech_flac), str(tiny_onnx))
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip()  == __import__("ds2_onnx.runtime", fromlist=["Transcriber"]).Transcriber(tiny_onnx).transcribe(speech_flac).text
+
+
+def test_beam_search_with_a_language_model_without_torch_librosa_or_onnx():
+    from pathlib import Path
+
+    from ds2_onnx.cli import ASSETS, DEMO_LM
+
+    clip = sorted((Path(__file__).resolve().parents[1] / "samples" / "demo-test").rglob("*.flac"))[0]
+    script = SCRIPT.format(blocked=BLOCKED).replace(
+        "Transcriber(sys.argv[1])", "Transcriber(sys.argv[1], lm=sys.argv[3])"
+    )
+    model, lm = ASSETS / "demo.onnx", ASSETS / DEMO_LM
+    proc = run("-c", script, str(model), str(clip), str(lm))
+    assert proc.returncode == 0, proc.stderr
+    from ds2_onnx.runtime import Transcriber
+
+    text = Transcriber(model, lm=lm).transcribe(clip).text
+    assert text and proc.stdout.strip() == "TEXT:" + text

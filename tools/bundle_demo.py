@@ -3,7 +3,8 @@
     python tools/bundle_demo.py --checkpoint out/train384/best.pth --corpus data/corpus
 
 Writes models/demo.pth (the MLPerf-format checkpoint), ds2_onnx/assets/demo.onnx and demo.int8.onnx (the
-runtime's default model, exported and parity-checked by the normal export path), and samples/demo-test/
+runtime's default model, exported and parity-checked by the normal export path), ds2_onnx/assets/demo-lm.arpa.gz
+(the word trigram LM of the training transcripts, as `ds2-onnx build-lm <corpus>/train` builds it), and samples/demo-test/
 (≤ 60 clips of the corpus's test split in LibriSpeech layout, seen and held-out voices of both synthesisers,
 with their voices.json entries).
 """
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from ds2_onnx.export.model import ModelConfig
 from ds2_onnx.export.pipeline import export_checkpoint
+from ds2_onnx.runtime.lm import estimate, read_sentences, write_arpa
 from ds2_onnx.validation.datasets import load_dataset
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,6 +60,10 @@ def main() -> None:
     for r in results:
         print(f"{r.precision}: {r.path} {r.size_bytes / 1e6:.2f} MB, max |Δ log-prob| {r.parity.max_abs_diff:.2e}, "
               f"frame agreement {100 * r.parity.frame_agreement:.2f}%")
+
+    lm = estimate(read_sentences([args.corpus / "train"]), order=3, prune_singletons=True)
+    lm_path = write_arpa(lm, ROOT / "ds2_onnx" / "assets" / "demo-lm.arpa.gz")
+    print(f"LM: {lm_path} {lm_path.stat().st_size / 1e6:.2f} MB, " + ", ".join(f"{len(t)} {n}-grams" for n, t in enumerate(lm.tables, 1)))
 
     voices = json.loads((args.corpus / "voices.json").read_text())
     out = ROOT / "samples" / "demo-test"

@@ -4,7 +4,8 @@
 
 Groups: every utterance, by synthesiser × (voice seen in training | held out), by espeak-ng accent / flite
 voice, and by sentence source (a fortune-file sentence or a template sentence; see tools/sentences.py).
-Prints a Markdown table (for the model card) and writes --json if given.
+Prints a Markdown table (for the model card) and writes --json if given. Greedy decoding unless --lm (beam
+search with a word n-gram LM, e.g. ds2_onnx/assets/demo-lm.arpa.gz) or --beam-width is given.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 import sentences
 from rich.progress import Progress
 
-from ds2_onnx.runtime import SessionOptions, Transcriber
+from ds2_onnx.runtime import BeamSearchOptions, SessionOptions, Transcriber
 from ds2_onnx.validation.datasets import load_dataset
 from ds2_onnx.validation.metrics import ErrorCounts
 
@@ -30,11 +31,19 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--threads", type=int)
+    parser.add_argument("--lm", type=Path, help="ARPA language model for beam search")
+    parser.add_argument("--beam-width", type=int)
+    parser.add_argument("--alpha", type=float, default=BeamSearchOptions.alpha)
+    parser.add_argument("--beta", type=float, default=BeamSearchOptions.beta)
     args = parser.parse_args()
 
     speakers = json.loads(args.voices.read_text())["speakers"]
     natural = {t for _, t in sentences.load_sources().natural}
-    transcriber = Transcriber(args.model, SessionOptions(threads=args.threads))
+    beam = None
+    if args.lm or args.beam_width:
+        beam = BeamSearchOptions(args.beam_width or BeamSearchOptions.beam_width, args.alpha, args.beta)
+    transcriber = Transcriber(args.model, SessionOptions(threads=args.threads), lm=args.lm, beam=beam)
+    print(f"decoder: {transcriber.decoder or 'greedy'}")
     dataset = load_dataset(args.split, transcriber.info.labels, transcriber.info.blank_index)
     utterances = list(dataset)
     groups: dict[str, ErrorCounts] = defaultdict(ErrorCounts)

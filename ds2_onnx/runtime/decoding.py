@@ -1,4 +1,4 @@
-"""Greedy CTC decoding with character and word time offsets, vectorised with numpy."""
+"""Greedy CTC decoding with character and word time offsets, vectorised with numpy (beam search: beam.py)."""
 
 from __future__ import annotations
 
@@ -46,6 +46,14 @@ def greedy_path(log_probs: np.ndarray, blank: int) -> tuple[np.ndarray, np.ndarr
 def decode(log_probs: np.ndarray, labels: str, blank: int, frame_duration: float) -> Decoded:
     """Greedy transcript of one utterance's valid (T, C) log-probs, as the reference GreedyDecoder gives it."""
     ids, frames = greedy_path(log_probs, blank)
+    return from_path(ids, frames, labels, frame_duration)
+
+
+def from_path(ids: np.ndarray, frames: np.ndarray, labels: str, frame_duration: float) -> Decoded:
+    """Text, character and word timings from collapsed label ids and the frame that emitted each one.
+
+    Leading and trailing spaces are dropped and runs of spaces split words, as the reference decoder's text has.
+    """
     chars = [labels[i] for i in ids]
     raw = "".join(chars)
     text = raw.strip()

@@ -11,8 +11,10 @@ import numpy as np
 
 from ..errors import AudioError
 from .audio import load_audio, prepare_audio
-from .decoding import Char, Decoded, Word, decode, decode_batch
+from .beam import BeamSearchDecoder, BeamSearchOptions
+from .decoding import Char, Decoded, Word, decode
 from .features import compute_features, num_frames
+from .lm import LanguageModel
 from .session import SessionOptions, create_session, run_model
 
 AudioInput = Union[str, Path, np.ndarray]
@@ -43,16 +45,33 @@ class Features:
 
 
 class Transcriber:
-    """Transcribe with one exported model. Immutable after construction and safe to share between threads."""
+    """Transcribe with one exported model. Immutable after construction and safe to share between threads.
 
-    def __init__(self, model: str | Path, options: SessionOptions = SessionOptions(), resample: bool = True):
+    Decoding is greedy (best path, as the MLPerf reference) unless `lm` or `beam` is given: then CTC prefix
+    beam search, fused with the word n-gram `lm` (an ARPA file or a loaded `LanguageModel`) if there is one.
+    """
+
+    def __init__(
+        self,
+        model: str | Path,
+        options: SessionOptions = SessionOptions(),
+        resample: bool = True,
+        lm: str | Path | LanguageModel | None = None,
+        beam: BeamSearchOptions | None = None,
+    ):
         self.model_path = Path(model)
         self.options = options
         self.resample = resample
         self._session, self.info = create_session(self.model_path, options)
+        self.decoder: BeamSearchDecoder | None = None
+        if lm is not None or beam is not None:
+            if lm is not None and not isinstance(lm, LanguageModel):
+                lm = LanguageModel.load(lm)
+            self.decoder = BeamSearchDecoder(self.info.labels, self.info.blank_index, lm, beam or BeamSearchOptions())
 
     def __repr__(self) -> str:
-        return f"Transcriber({str(self.model_path)!r}, precision={self.info.precision!r})"
+        decoder = f", decoder={self.decoder!r}" if self.decoder else ""
+        return f"Transcriber({str(self.model_path)!r}, precision={self.info.precision!r}{decoder})"
 
     # -- stages -------------------------------------------------------------------------------------
     def load(self, audio: AudioInput, sample_rate: int | None = None) -> np.ndarray:
@@ -88,6 +107,13 @@ class Transcriber:
             spect = spect[:, None]
         return run_model(self._session, self.info, spect, np.asarray(lengths))
 
+    def decode(self, log_probs: np.ndarray) -> Decoded:
+        """Text and timings from one utterance's valid (T, C) log-probs, with this transcriber's decoder."""
+        info = self.info
+        if self.decoder is None:
+            return decode(log_probs, info.labels, info.blank_index, info.frame_duration)
+        return self.decoder.decode(log_probs, info.frame_duration)
+
     # -- whole pipeline -----------------------------------------------------------------------------
     def transcribe(self, audio: AudioInput, sample_rate: int | None = None) -> Transcription:
         start = time.perf_counter()
@@ -96,7 +122,7 @@ class Transcriber:
             decoded = Decoded("", (), ())
         else:
             log_probs, lengths = self.log_probs(feats.values[None], np.array([feats.values.shape[1]]))
-            decoded = decode(log_probs[0, : int(lengths[0])], self.info.labels, self.info.blank_index, self.info.frame_duration)
+            decoded = self.decode(log_probs[0, : int(lengths[0])])
         return _result(decoded, feats, time.perf_counter() - start)
 
     def transcribe_batch(
@@ -151,7 +177,7 @@ class Transcriber:
             t0 = time.perf_counter()
             spect, frames = pad_batch([feats[i].values for i in idx])
             log_probs, out_lengths = self.log_probs(spect, frames)
-            decoded = decode_batch(log_probs, out_lengths, self.info.labels, self.info.blank_index, self.info.frame_duration)
+            decoded = [self.decode(log_probs[b, : int(n)]) for b, n in enumerate(out_lengths)]
             share = (time.perf_counter() - t0) / len(idx)
             yield idx, [_result(d, feats[i], feature_time + share) for d, i in zip(decoded, idx)]
 

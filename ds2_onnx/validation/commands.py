@@ -1,4 +1,4 @@
-"""The `ds2-onnx validate` and `ds2-onnx download` commands, registered by ds2_onnx.cli.
+"""The `ds2-onnx validate`, `tune-lm` and `download` commands, registered by ds2_onnx.cli.
 
 Imported when the CLI starts, so it imports only typer and rich at module level: the validation code, and
 with it torch, librosa and matplotlib, are loaded inside the commands.
@@ -127,6 +127,85 @@ def validate(
         for message in failures:
             err.print(f"[bold red]gate failed:[/] {escape(message)}")
         raise typer.Exit(GATE_EXIT_CODE)
+
+
+def _floats(text: str, option: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise fail(f"{option} takes comma-separated numbers, got {text!r}") from None
+    if not values:
+        raise fail(f"{option} needs at least one value")
+    return values
+
+
+def tune_lm(
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help="Development data to tune on: a LibriSpeech split name, a LibriSpeech-layout folder or a manifest CSV (as for validate).")],
+    lm: Annotated[str, typer.Option("--lm", help="ARPA language model (.arpa or .arpa.gz), or 'bundled' for the demo LM.")],
+    model: Annotated[Optional[Path], typer.Option("--model", "-m", help="Exported ONNX model. Default: $DS2_ONNX_MODEL or the bundled demo model.")] = None,
+    alpha: Annotated[str, typer.Option(help="Comma-separated LM weights to try.")] = "0.5,0.8,1.1",
+    beta: Annotated[str, typer.Option(help="Comma-separated word bonuses to try.")] = "2,3.5,4.5,6",
+    beam_width: Annotated[int, typer.Option("--beam-width", min=1, help="Beam width used for every point.")] = 32,
+    limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="Tune on N utterances spread evenly over the dataset.")] = None,
+    jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", min=1, help="Processes decoding grid points in parallel (default: all cores).")] = None,
+    threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="ONNX Runtime threads for the model pass.")] = None,
+    json_path: Annotated[Optional[Path], typer.Option("--json", help="Write every grid point to this JSON file.")] = None,
+    data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="Where split names are looked up (as for validate).")] = None,
+) -> None:
+    """Pick the LM weight (alpha) and word bonus (beta) for `transcribe --lm` by WER on development data."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from ..cli import default_model, resolve_lm
+    from ..errors import Ds2OnnxError
+    from .tune import tune_lm as run_tuning
+    from .validate import write_json
+
+    alphas, betas = _floats(alpha, "--alpha"), _floats(beta, "--beta")
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    try:
+        with Progress(*columns, console=err, transient=True) as progress:
+            task = progress.add_task("loading", total=None)
+            report = run_tuning(
+                dataset, model or default_model(), resolve_lm(lm), alphas, betas, beam_width, limit, jobs, threads,
+                data_dir,
+                on_stage=lambda stage, total: progress.update(task, description=stage, total=total, completed=0),
+                on_step=lambda: progress.advance(task),
+                on_skip=lambda uid, e: progress.console.print(f"[yellow]skipped[/] {escape(uid)}: {escape(e)}"),
+            )
+    except (Ds2OnnxError, ValueError) as e:
+        raise fail(str(e))
+    best = report.best
+    table = Table(title=f"beam search (width {report.beam_width}) on {report.dataset}, {report.utterances} utterances",
+                  title_justify="left")
+    for column in ("alpha", "beta", "WER", "CER", "s/utt"):
+        table.add_column(column, justify="right")
+    for p in sorted(report.points, key=lambda p: (p.alpha, p.beta)):
+        style = "bold" if p is best else None
+        table.add_row(f"{p.alpha:g}", f"{p.beta:g}", f"{p.wer:.2f}", f"{p.cer:.2f}", f"{p.seconds_per_utterance:.3f}",
+                      style=style)
+    console = _stdout()
+    console.print(table)
+    console.print(f"greedy: WER {report.greedy.wer:.2f} CER {report.greedy.cer:.2f}; beam without LM: WER "
+                  f"{report.no_lm.wer:.2f} CER {report.no_lm.cer:.2f}", markup=False)
+    console.print(f"best: --alpha {best.alpha:g} --beta {best.beta:g} (WER {best.wer:.2f}, CER {best.cer:.2f})",
+                  markup=False)
+    if best.alpha in (min(alphas), max(alphas)) and len(alphas) > 1 or best.beta in (min(betas), max(betas)) and len(betas) > 1:
+        err.print("[yellow]note:[/] the best point is on the edge of the grid; widen it")
+    if json_path is not None:
+        payload = {
+            "dataset": report.dataset, "utterances": report.utterances, "skipped": report.skipped,
+            "beam_width": report.beam_width,
+            "greedy": {"wer": report.greedy.wer, "cer": report.greedy.cer},
+            "beam_no_lm": {"wer": report.no_lm.wer, "cer": report.no_lm.cer},
+            "points": [{"alpha": p.alpha, "beta": p.beta, "wer": p.wer, "cer": p.cer,
+                        "seconds_per_utterance": p.seconds_per_utterance} for p in report.points],
+            "best": {"alpha": best.alpha, "beta": best.beta, "wer": best.wer, "cer": best.cer},
+        }
+        try:
+            write_json(payload, json_path)
+        except OSError as e:
+            raise fail(f"cannot write {json_path}: {e}")
+        err.print(f"· wrote {escape(str(json_path))}")
 
 
 def download(

@@ -1,0 +1,209 @@
+"""CTC prefix beam search with an optional word n-gram language model (shallow fusion).
+
+Each hypothesis is scored  log p_ctc(prefix) + alpha * ln p_lm(words) + beta * (number of words).
+A word is scored by the LM when the space after it is emitted (and the last one at the end, with </s>);
+while a word is being spelled, a prefix that no vocabulary word starts with is charged the LM's <unk>
+score at once, so misspellings drop out of the beam early. Without an LM this is plain CTC prefix beam
+search. Greedy decoding (`decoding.decode`) stays the default everywhere: it is what the MLPerf reference
+measures, so WER parity checks use it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .decoding import Decoded, from_path
+from .lm import BOS, EOS, LN10, LanguageModel
+
+NEG_INF = -math.inf
+
+
+def _logaddexp(a: float, b: float) -> float:
+    if a < b:
+        a, b = b, a
+    if b == NEG_INF:
+        return a
+    return a + math.log1p(math.exp(b - a))
+
+
+@dataclass(frozen=True)
+class BeamSearchOptions:
+    beam_width: int = 32
+    # alpha and beta were tuned for the bundled demo LM on the demo corpus's dev split (docs/demo-model.md);
+    # tune them again for another model or LM. Both are unused without an LM.
+    alpha: float = 0.8  # LM weight (on natural-log probabilities)
+    beta: float = 4.5  # bonus per word
+    prune_log_prob: float = -10.0  # labels below this log-prob at a frame are not tried as extensions
+
+    def __post_init__(self):
+        if self.beam_width < 1:
+            raise ValueError(f"beam width must be at least 1, got {self.beam_width}")
+        if not (math.isfinite(self.alpha) and math.isfinite(self.beta) and self.alpha >= 0):
+            raise ValueError(f"alpha must be finite and >= 0 and beta finite, got alpha={self.alpha}, beta={self.beta}")
+
+
+@dataclass
+class _Prefix:
+    """What a prefix (the text so far) carries besides its CTC probabilities; built once per distinct prefix."""
+
+    parent: "_Prefix | None"
+    label: int  # last label id (-1 for the empty prefix)
+    frame: int  # frame at which this prefix's last label was most probably first emitted
+    text: str
+    lm_words: float = 0.0  # ln p_lm of the completed words
+    context: tuple[str, ...] = (BOS,)
+    partial: str = ""  # the word being spelled
+    partial_penalty: float = 0.0  # ln <unk> if no vocabulary word starts with `partial`
+    words: int = 0  # completed words
+    emit: float = NEG_INF  # ln p of the likeliest way to reach this prefix by emitting its last label at `frame`
+    children: dict = field(default_factory=dict)
+
+
+class BeamSearchDecoder:
+    """Decode (T, C) log-probs with CTC prefix beam search, optionally fused with a word n-gram LM."""
+
+    def __init__(self, labels: str, blank: int, lm: LanguageModel | None = None,
+                 options: BeamSearchOptions = BeamSearchOptions()):
+        self.labels = labels
+        self.blank = blank
+        self.space = labels.find(" ")
+        if self.space < 0:
+            raise ValueError("the labels have no space, so words cannot be scored")
+        self.lm = lm
+        self.options = options
+        self._word_cache: dict[tuple[tuple[str, ...], str], float] = {}
+        if lm is not None:
+            prefixes = set()
+            for word in lm.vocabulary:
+                for i in range(1, len(word) + 1):
+                    prefixes.add(word[:i])
+            self._prefixes = frozenset(prefixes)
+            self._unk = lm.unk_log10 * LN10
+
+    def __repr__(self) -> str:
+        lm = f"{self.lm.order}-gram LM {self.lm.source}" if self.lm else "no LM"
+        return f"BeamSearchDecoder({lm}, {self.options})"
+
+    # -- language model ---------------------------------------------------------------------------
+    def _word_score(self, context: tuple[str, ...], word: str) -> float:
+        key = (context, word)
+        score = self._word_cache.get(key)
+        if score is None:
+            score = self.lm.log10_prob(context, word) * LN10
+            if len(self._word_cache) > 200_000:
+                self._word_cache.clear()
+            self._word_cache[key] = score
+        return score
+
+    def _child(self, node: _Prefix, label: int, frame: int) -> _Prefix:
+        child = node.children.get(label)
+        if child is not None:
+            return child
+        ch = self.labels[label]
+        child = _Prefix(node, label, frame, node.text + ch, node.lm_words, node.context, node.partial,
+                        node.partial_penalty, node.words)
+        if label == self.space:
+            if node.partial:
+                child.words += 1
+                child.partial, child.partial_penalty = "", 0.0
+                if self.lm is not None:
+                    child.lm_words += self._word_score(node.context, node.partial)
+                    child.context = (node.context + (node.partial,))[-max(1, self.lm.order - 1):]
+        else:
+            child.partial = node.partial + ch
+            if self.lm is not None:
+                child.partial_penalty = 0.0 if child.partial in self._prefixes else self._unk
+        node.children[label] = child
+        return child
+
+    def _score(self, node: _Prefix, ctc: float) -> float:
+        if self.lm is None:
+            return ctc
+        o = self.options
+        words = node.words + (1 if node.partial else 0)
+        return ctc + o.alpha * (node.lm_words + node.partial_penalty) + o.beta * words
+
+    def _final_score(self, node: _Prefix, ctc: float) -> float:
+        if self.lm is None:
+            return ctc
+        o = self.options
+        lm = node.lm_words
+        words = node.words
+        context = node.context
+        if node.partial:
+            lm += self._word_score(context, node.partial)
+            context = (context + (node.partial,))[-max(1, self.lm.order - 1):]
+        lm += self._word_score(context, EOS)
+        if node.partial:
+            words += 1
+        return ctc + o.alpha * lm + o.beta * words
+
+    # -- search -----------------------------------------------------------------------------------
+    def decode(self, log_probs: np.ndarray, frame_duration: float) -> Decoded:
+        """Best transcript of one utterance's valid (T, C) log-probs."""
+        log_probs = np.asarray(log_probs, dtype=np.float64)
+        o = self.options
+        blank, space = self.blank, self.space
+        root = _Prefix(None, -1, -1, "")
+        beams: dict[int, tuple[_Prefix, float, float]] = {id(root): (root, 0.0, NEG_INF)}  # node, ln p_blank, ln p_label
+        for t in range(log_probs.shape[0]):
+            row = log_probs[t]
+            lp_blank = float(row[blank])
+            candidates = [int(c) for c in np.flatnonzero(row >= o.prune_log_prob) if c != blank]
+            nxt: dict[int, list] = {}
+
+            def add(node: _Prefix, p_b: float, p_nb: float) -> None:
+                entry = nxt.get(id(node))
+                if entry is None:
+                    nxt[id(node)] = [node, p_b, p_nb]
+                else:
+                    entry[1] = _logaddexp(entry[1], p_b)
+                    entry[2] = _logaddexp(entry[2], p_nb)
+
+            for node, p_b, p_nb in beams.values():
+                total = _logaddexp(p_b, p_nb)
+                # blank, and a repeat of the last label, keep the prefix
+                add(node, total + lp_blank, p_nb + float(row[node.label]) if node.label >= 0 else NEG_INF)
+                for c in candidates:
+                    lp = float(row[c])
+                    if c == space and (node.label < 0 or node.label == space):
+                        # a leading space, or a second space after a blank: the text does not change
+                        if node.label < 0:
+                            add(node, total + lp, NEG_INF)
+                        else:
+                            add(node, NEG_INF, p_b + lp)
+                        continue
+                    child = self._child(node, c, t)
+                    # the same label again only starts a new character after a blank
+                    emit = (p_b if c == node.label else total) + lp
+                    if emit > child.emit:
+                        child.emit, child.frame = emit, t
+                    add(child, NEG_INF, emit)
+            ranked = sorted(nxt.values(), key=lambda e: self._score(e[0], _logaddexp(e[1], e[2])), reverse=True)
+            beams = {id(e[0]): (e[0], e[1], e[2]) for e in ranked[: o.beam_width]}
+        # "A B" and "A B " are the same text (a trailing space is dropped): add their probabilities first
+        finals: dict[str, tuple[_Prefix, float]] = {}
+        for node, p_b, p_nb in beams.values():
+            key = node.text.rstrip(" ")
+            ctc = _logaddexp(p_b, p_nb)
+            if key in finals:
+                other, other_ctc = finals[key]
+                finals[key] = (node if node.label != space else other, _logaddexp(ctc, other_ctc))
+            else:
+                finals[key] = (node, ctc)
+        best, best_score = root, NEG_INF
+        for node, ctc in finals.values():
+            score = self._final_score(node, ctc)
+            if score > best_score:
+                best, best_score = node, score
+        labels, frames = [], []
+        node = best
+        while node.parent is not None:
+            labels.append(node.label)
+            frames.append(node.frame)
+            node = node.parent
+        return from_path(np.array(labels[::-1], dtype=np.int64), np.array(frames[::-1], dtype=np.int64),
+                         self.labels, frame_duration)

@@ -1,0 +1,116 @@
+"""CTC prefix beam search: exact against brute force over every path, equal to greedy on peaked outputs, and a
+language model that turns an acoustically likelier misspelling into the word it knows."""
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+
+from ds2_onnx.runtime.beam import BeamSearchDecoder, BeamSearchOptions
+from ds2_onnx.runtime.decoding import decode
+from ds2_onnx.runtime.lm import estimate
+
+SMALL = "_AB "
+LABELS = "_'ABCDEFGHIJKLMNOPQRSTUVWXYZ "
+FRAME = 0.02
+
+
+def log_softmax(x):
+    x = x - x.max(axis=-1, keepdims=True)
+    return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
+
+
+def brute_force_best(log_probs, labels):
+    """The most probable text, summing every frame path that collapses to it (spaces normalised as text)."""
+    totals = {}
+    for path in itertools.product(range(len(labels)), repeat=log_probs.shape[0]):
+        collapsed = [c for i, c in enumerate(path) if c != 0 and (i == 0 or c != path[i - 1])]
+        text = " ".join("".join(labels[c] for c in collapsed).split())
+        p = math.exp(sum(log_probs[t, c] for t, c in enumerate(path)))
+        totals[text] = totals.get(text, 0.0) + p
+    return max(totals, key=totals.get)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_unpruned_beam_search_finds_the_most_probable_text(seed):
+    rng = np.random.default_rng(seed)
+    log_probs = log_softmax(rng.normal(0, 1.5, size=(5, len(SMALL))))
+    decoder = BeamSearchDecoder(SMALL, 0, options=BeamSearchOptions(beam_width=10_000, prune_log_prob=-math.inf))
+    assert decoder.decode(log_probs, FRAME).text == brute_force_best(log_probs, SMALL)
+
+
+def test_most_probable_text_can_differ_from_the_best_path():
+    # best path: blank, blank (0.36); but "A" has three paths: AA, A_, _A (0.16 + 0.24 + 0.24)
+    log_probs = np.log(np.array([[0.6, 0.4, 1e-9, 1e-9]] * 2))
+    assert decode(log_probs, SMALL, 0, FRAME).text == ""
+    beam = BeamSearchDecoder(SMALL, 0, options=BeamSearchOptions(beam_width=100)).decode(log_probs, FRAME)
+    assert beam.text == "A" == brute_force_best(log_probs, SMALL)
+
+
+def frames_for(text, rng, confusions=None):
+    """Peaked log-probs spelling `text` with a blank between characters; confusions[i] = {label: prob} replaces
+    the distribution of the i-th character's frame."""
+    rows = []
+    for i, ch in enumerate(text):
+        probs = np.full(len(LABELS), 1e-4)
+        for label, p in (confusions or {}).get(i, {ch: 0.97}).items():
+            probs[LABELS.index(label)] = p
+        rows.append(probs)
+        blank = np.full(len(LABELS), 1e-4)
+        blank[0] = 0.97
+        rows.append(blank)
+    probs = np.array(rows) * rng.uniform(0.9, 1.1, size=(len(rows), len(LABELS)))
+    return np.log(probs / probs.sum(axis=1, keepdims=True))
+
+
+def test_beam_search_without_lm_equals_greedy_on_peaked_outputs():
+    rng = np.random.default_rng(0)
+    log_probs = frames_for("THE CAT SAT ON THE MAT", rng)
+    greedy = decode(log_probs, LABELS, 0, FRAME)
+    beam = BeamSearchDecoder(LABELS, 0).decode(log_probs, FRAME)
+    assert beam == greedy  # text, character times and word times
+
+
+LM_TEXT = [s.split() for s in ("THE CAT SAT ON THE MAT", "THE CAT RAN", "A CAT SAT", "THE DOG SAT ON THE LOG",
+                               "THE CAT SAT")]
+
+
+def test_language_model_corrects_an_out_of_vocabulary_spelling():
+    rng = np.random.default_rng(1)
+    # frame of the C in CAT: K 0.55, C 0.40
+    log_probs = frames_for("THE CAT SAT", rng, confusions={4: {"K": 0.55, "C": 0.40, "_": 0.05}})
+    assert decode(log_probs, LABELS, 0, FRAME).text == "THE KAT SAT"
+    lm = estimate(LM_TEXT, 3)
+    fused = BeamSearchDecoder(LABELS, 0, lm, BeamSearchOptions(alpha=0.8, beta=1.0)).decode(log_probs, FRAME)
+    assert fused.text == "THE CAT SAT"
+    assert [w.text for w in fused.words] == ["THE", "CAT", "SAT"]
+    assert [round(w.start / FRAME) for w in fused.words] == [0, 8, 16]  # two frames per character
+    no_weight = BeamSearchDecoder(LABELS, 0, lm, BeamSearchOptions(alpha=0.0, beta=0.0)).decode(log_probs, FRAME)
+    assert no_weight.text == "THE KAT SAT"
+
+
+def test_word_bonus_trades_against_the_lm_cost_of_a_word():
+    rng = np.random.default_rng(2)
+    # "THE CAT" or "THECAT": the space frame is ambiguous with a blank
+    log_probs = frames_for("THE CAT", rng, confusions={3: {" ": 0.45, "_": 0.55}})
+    assert decode(log_probs, LABELS, 0, FRAME).text == "THECAT"
+    lm = estimate(LM_TEXT, 3)
+    assert BeamSearchDecoder(LABELS, 0, lm, BeamSearchOptions(alpha=0.5, beta=2.0)).decode(log_probs, FRAME).text == "THE CAT"
+
+
+def test_empty_and_silent_inputs():
+    decoder = BeamSearchDecoder(LABELS, 0, estimate(LM_TEXT, 2))
+    assert decoder.decode(np.zeros((0, len(LABELS))), FRAME).text == ""
+    silence = np.log(np.full((20, len(LABELS)), 1e-5))
+    silence[:, 0] = np.log(1 - 1e-5 * (len(LABELS) - 1))
+    assert decoder.decode(silence, FRAME).text == ""
+
+
+def test_options_are_checked():
+    with pytest.raises(ValueError, match="beam width"):
+        BeamSearchOptions(beam_width=0)
+    with pytest.raises(ValueError, match="alpha"):
+        BeamSearchOptions(alpha=-1)
+    with pytest.raises(ValueError, match="no space"):
+        BeamSearchDecoder("_AB", 0)
