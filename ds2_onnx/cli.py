@@ -49,6 +49,17 @@ def resolve_lm(lm: str | None) -> Path | None:
     return Path(lm)
 
 
+def beam_options(lm: str | None, beam_width: int | None, alpha: float | None, beta: float | None) -> BeamSearchOptions | None:
+    """Beam search settings from the CLI options: None (greedy) unless --lm or --beam-width is given."""
+    if lm is None and (alpha is not None or beta is not None):
+        raise Ds2OnnxError("--alpha and --beta weight a language model: pass --lm too")
+    if lm is None and beam_width is None:
+        return None
+    defaults = BeamSearchOptions()
+    return BeamSearchOptions(beam_width or defaults.beam_width, defaults.alpha if alpha is None else alpha,
+                             defaults.beta if beta is None else beta)
+
+
 def version_callback(value: bool) -> None:
     if value:
         out.print(f"ds2-onnx {__version__}")
@@ -108,16 +119,9 @@ def transcribe(
 
     from .runtime import SessionOptions, Transcriber
 
-    if lm is None and (alpha is not None or beta is not None):
-        raise fail("--alpha and --beta weight a language model: pass --lm too")
     try:
-        beam = None
-        if lm is not None or beam_width is not None:
-            defaults = BeamSearchOptions()
-            beam = BeamSearchOptions(beam_width or defaults.beam_width, defaults.alpha if alpha is None else alpha,
-                                     defaults.beta if beta is None else beta)
         transcriber = Transcriber(model or default_model(), SessionOptions(threads=threads),
-                                  lm=resolve_lm(lm), beam=beam)
+                                  lm=resolve_lm(lm), beam=beam_options(lm, beam_width, alpha, beta))
     except Ds2OnnxError as e:
         raise fail(str(e))
 

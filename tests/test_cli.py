@@ -154,6 +154,9 @@ def test_language_model_errors_are_one_line(tmp_path, tiny_onnx, speech_flac):
     assert_clean_failure(invoke("transcribe", speech_flac, "-m", tiny_onnx, "--lm", tmp_path / "absent.arpa"),
                          "no such language model file")
     assert_clean_failure(invoke("transcribe", speech_flac, "-m", tiny_onnx, "--alpha", 1), "pass --lm too")
+    split = speech_flac.parent
+    assert_clean_failure(invoke("validate", "-d", split, "-m", tiny_onnx, "--beta", 1), "pass --lm too")
+    assert_clean_failure(invoke("validate", "-d", split, "-m", tiny_onnx, "--lm", bad), "not an ARPA language model")
     empty = tmp_path / "empty.txt"
     empty.write_text("\n\n")
     out = tmp_path / "lm.arpa"

@@ -142,3 +142,25 @@ def test_lm_beam_search_beats_greedy_on_the_bundled_split(split, hypotheses, lm_
 def test_pinned_lm_transcripts(split, lm_hypotheses):
     got = {u.id: text for u, text in zip(split, lm_hypotheses)}
     assert {k: got[k] for k in PINNED_LM} == PINNED_LM
+
+
+def test_validate_with_the_lm_decodes_every_variant_and_the_reference_alike(split, tmp_path):
+    from ds2_onnx.runtime.beam import BeamSearchDecoder
+    from ds2_onnx.validation.validate import run_validation
+
+    report = run_validation(SPLIT, ASSETS / "demo.onnx", CHECKPOINT, limit=8, lm=LM)
+    assert report.decoding.startswith("beam search (width 32) with LM") and "alpha 0.8, beta 4.5" in report.decoding
+    assert report.variant("fp32").wer_delta == 0 and not report.variant("fp32").differing
+    fused = Transcriber(ASSETS / "demo.onnx", lm=LM)
+    info = fused.info
+    pipeline = ReferencePipeline(CHECKPOINT, input_scale=info.input_scale, threads=2)
+    decoder = BeamSearchDecoder(info.labels, info.blank_index, LanguageModel.load(LM))
+    for u in report.utterances:
+        assert u.hypotheses["fp32"] == fused.transcribe(u.audio).text
+        reference = pipeline.transcribe(u.audio)
+        assert u.hypotheses["pytorch"] == decoder.decode(reference.log_probs, info.frame_duration).text
+    greedy = run_validation(SPLIT, ASSETS / "demo.onnx", limit=8)
+    assert greedy.decoding == "greedy"
+    greedy_texts = [u.hypotheses["fp32"] for u in greedy.utterances]
+    assert greedy_texts == [Transcriber(ASSETS / "demo.onnx").transcribe(u.audio).text for u in greedy.utterances]
+    assert greedy_texts != [u.hypotheses["fp32"] for u in report.utterances]  # the LM changes some of these 8

@@ -61,10 +61,15 @@ def validate(
     max_wer_delta: Annotated[Optional[float], typer.Option("--max-wer-delta", help="Exit with code 3 if a variant's WER exceeds the baseline's by more than this many points.")] = None,
     max_p99: Annotated[Optional[float], typer.Option("--max-p99", min=0, help="Exit with code 3 if an ONNX variant's p99 latency exceeds this many seconds.")] = None,
     data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="Where split names are looked up (<dir>/LibriSpeech/<split>). Default: $DS2_ONNX_DATA or ~/.cache/ds2-onnx.")] = None,
+    lm: Annotated[Optional[str], typer.Option("--lm", help="Decode every variant, and the reference, by beam search with this ARPA LM ('bundled' = the demo LM), as `transcribe --lm` does. Default: greedy, as the MLPerf reference.")] = None,
+    beam_width: Annotated[Optional[int], typer.Option("--beam-width", min=1, help="Beam width (default 32 with --lm; without --lm, plain CTC prefix beam search).")] = None,
+    alpha: Annotated[Optional[float], typer.Option(help="LM weight, as for transcribe.", min=0.0)] = None,
+    beta: Annotated[Optional[float], typer.Option(help="Word bonus, as for transcribe.")] = None,
 ) -> None:
     """Compare WER, transcripts, log-probs and latency of every exported precision (and PyTorch) on a dataset."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+    from ..cli import beam_options, resolve_lm
     from ..errors import Ds2OnnxError
     from .validate import check_gates, run_validation, summary_lines, write_json
 
@@ -91,6 +96,7 @@ def validate(
                 progress.advance(task)
 
             report = run_validation(dataset, model, checkpoint, limit, workers, threads, data_dir,
+                                    resolve_lm(lm), beam_options(lm, beam_width, alpha, beta),
                                     on_start=on_start, on_result=on_result)
     except Ds2OnnxError as e:
         raise fail(str(e))

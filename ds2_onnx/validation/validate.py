@@ -24,7 +24,9 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from ..errors import AudioError, CheckpointError, Ds2OnnxError, ModelFileError
+from ..runtime.beam import BeamSearchDecoder, BeamSearchOptions
 from ..runtime.decoding import decode
+from ..runtime.lm import LanguageModel
 from ..runtime.session import SessionOptions, default_threads
 from ..runtime.transcriber import Transcriber
 from .datasets import Dataset, Utterance, load_dataset
@@ -70,6 +72,17 @@ class EvalConfig:
     checkpoint: Path | None
     input_scale: float
     threads: int | None
+    lm: Path | None = None  # with lm or beam: every variant (and the reference) is decoded by beam search
+    beam: BeamSearchOptions | None = None
+
+    @property
+    def decoding(self) -> str:
+        if self.lm is None and self.beam is None:
+            return "greedy"
+        o = self.beam or BeamSearchOptions()
+        if self.lm is None:
+            return f"beam search (width {o.beam_width}), no LM"
+        return f"beam search (width {o.beam_width}) with LM {self.lm} (alpha {o.alpha:g}, beta {o.beta:g})"
 
     @property
     def baseline(self) -> str:
@@ -122,7 +135,8 @@ def _librosa_available() -> bool:
 class Evaluator:
     """The variants (and reference) of one process, warmed up; `evaluate` runs them all on one utterance."""
 
-    def __init__(self, config: EvalConfig, transcribers: dict[str, Transcriber] | None = None):
+    def __init__(self, config: EvalConfig, transcribers: dict[str, Transcriber] | None = None,
+                 lm: LanguageModel | None = None):
         self.config = config
         options = SessionOptions(threads=config.threads)
         self.transcribers = transcribers or {v.name: Transcriber(v.path, options) for v in config.variants}
@@ -133,6 +147,11 @@ class Evaluator:
             self.reference = ReferencePipeline(config.checkpoint, config.input_scale, config.threads)
         self.baseline = config.baseline
         self.info = next(iter(self.transcribers.values())).info
+        self.decoder = None
+        if config.lm is not None or config.beam is not None:
+            if lm is None and config.lm is not None:
+                lm = LanguageModel.load(config.lm)
+            self.decoder = BeamSearchDecoder(self.info.labels, self.info.blank_index, lm, config.beam or BeamSearchOptions())
         self.librosa = _librosa_available()
         self._warm_up()
 
@@ -153,9 +172,13 @@ class Evaluator:
         else:
             out, lengths = transcriber.log_probs(feats.values[None], np.array([feats.values.shape[1]]))
             log_probs = out[0, : int(lengths[0])]
-            info = transcriber.info
-            text = decode(log_probs, info.labels, info.blank_index, info.frame_duration).text
+            text = self._decode(log_probs, transcriber.info)
         return text, time.perf_counter() - start, log_probs, feats
+
+    def _decode(self, log_probs: np.ndarray, info) -> str:
+        if self.decoder is None:
+            return decode(log_probs, info.labels, info.blank_index, info.frame_duration).text
+        return self.decoder.decode(log_probs, info.frame_duration).text
 
     def evaluate(self, index: int, utterance: Utterance) -> UtteranceResult:
         hypotheses, latency, log_probs = {}, {}, {}
@@ -179,6 +202,8 @@ class Evaluator:
                 else:
                     result = self.reference.transcribe(utterance.audio)
                     text, lp = result.text, result.log_probs
+                    if self.decoder is not None:  # the reference's own decoder is greedy
+                        text = self._decode(lp, self.info)
                     feature_diff = _max_abs_diff(features, result.features)
             except (RuntimeError, ValueError, OSError) as e:
                 return UtteranceResult(index, utterance.id, str(utterance.audio), duration, utterance.transcript,
@@ -295,6 +320,7 @@ class ValidationReport:
     skipped: tuple[Skipped, ...]
     baseline: str
     input_scale: float
+    decoding: str  # "greedy", or the beam search and LM settings
     variants: tuple[VariantReport, ...]
     feature_max_diff: float | None
     machine: dict
@@ -319,7 +345,8 @@ class ValidationReport:
                         "listed": self.listed, "evaluated": self.evaluated, "skipped": len(self.skipped)},
             "baseline": self.baseline,
             "input_scale": self.input_scale,
-            "latency_scope": "end to end per utterance: audio load + features + model + greedy decode, batch 1",
+            "decoding": self.decoding,
+            "latency_scope": f"end to end per utterance: audio load + features + model + decode ({self.decoding}), batch 1",
             "variants": variants,
             "feature_max_diff": self.feature_max_diff,
             "machine": self.machine,
@@ -406,10 +433,13 @@ def run_validation(
     workers: int = 1,
     threads: int | None = None,
     data_dir: str | Path | None = None,
+    lm: str | Path | None = None,
+    beam: BeamSearchOptions | None = None,
     on_start: Callable[[Dataset, EvalConfig], None] = lambda dataset, config: None,
     on_result: Callable[[UtteranceResult], None] = lambda result: None,
 ) -> ValidationReport:
-    """Evaluate every variant beside `model` (and the checkpoint as reference) on `dataset`."""
+    """Evaluate every variant beside `model` (and the checkpoint as reference) on `dataset`, decoding greedily, or
+    with beam search (and the ARPA `lm`) when `lm` or `beam` is given."""
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
     if limit is not None and limit < 1:
@@ -422,17 +452,21 @@ def run_validation(
             raise CheckpointError(f"{checkpoint}: no such checkpoint file")
         _check_reference_dependencies()
 
+    lm_model = None
+    if lm is not None:
+        lm = Path(lm)
+        lm_model = LanguageModel.load(lm)  # fail before any model runs; other worker processes load their own
     variants, transcribers = open_variants(model, threads)
     info = next(iter(transcribers.values())).info
     precisions = {n: t.info.precision for n, t in transcribers.items()}
     data = load_dataset(dataset, info.labels, info.blank_index, data_dir)
     utterances = data.utterances[:limit] if limit else data.utterances
-    config = EvalConfig(variants, checkpoint, info.input_scale, threads)
+    config = EvalConfig(variants, checkpoint, info.input_scale, threads, lm, beam)
 
     evaluator = None
     if workers == 1:
-        evaluator = Evaluator(config, transcribers)
-    del transcribers  # with several workers, the parent keeps no model
+        evaluator = Evaluator(config, transcribers, lm_model)
+    del transcribers, lm_model  # with several workers, the parent keeps no model
     on_start(Dataset(data.name, data.path, data.kind, tuple(utterances)), config)
 
     tally = _Tally(config.names, config.baseline)
@@ -448,7 +482,7 @@ def run_validation(
     return ValidationReport(
         dataset=data.name, dataset_path=str(data.path), dataset_kind=data.kind, listed=len(utterances),
         evaluated=len(tally.kept), skipped=tuple(tally.skipped), baseline=config.baseline,
-        input_scale=info.input_scale, variants=tally.variants(paths, precisions),
+        input_scale=info.input_scale, decoding=config.decoding, variants=tally.variants(paths, precisions),
         feature_max_diff=tally.max_feature,
         machine=machine_info(threads or default_threads(), workers),
         utterances=tuple(tally.kept), wall_seconds=wall,
@@ -502,6 +536,7 @@ def summary_lines(report: ValidationReport) -> Iterable[str]:
     """Plain-text facts printed under the table."""
     yield (f"dataset {report.dataset_path} ({report.dataset_kind}, {report.listed} utterances listed); "
            f"input scale {report.input_scale:g}; wall time {report.wall_seconds:.1f} s")
+    yield f"decoding: {report.decoding}"
     if report.feature_max_diff is not None:
         yield f"feature parity: max |numpy − librosa| = {report.feature_max_diff:.2e}"
     m = report.machine
