@@ -37,6 +37,7 @@ from ds2_onnx.runtime.features import compute_features
 from ds2_onnx.runtime.model_info import INT32_FULL_SCALE
 from ds2_onnx.validation.datasets import load_dataset
 from ds2_onnx.validation.metrics import ErrorCounts
+from ds2_onnx.validation.tune import spread
 
 LABELS = ModelConfig().labels
 
@@ -201,11 +202,9 @@ def pick_dev(items: list, limit: int, how: str) -> list:
     the whole split ("spread"). The split is in speaker order, so "first" holds only the lower speaker ids; on the
     demo corpus the first 400 of 600 dev utterances take 26% of their words from held-out voices, the whole split
     51%, and only "spread" keeps that mix."""
-    if limit >= len(items):
-        return list(items)
     if how == "first":
         return list(items[:limit])
-    return [items[i * len(items) // limit] for i in range(limit)]
+    return [items[i] for i in spread(len(items), limit)]
 
 
 def save_checkpoint(model: DeepSpeech2, path: Path, **extras) -> None:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import os
 import tempfile
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Sequence
 
 import onnx
 
 from ..errors import Ds2OnnxError, ModelFileError
+from ..files import atomic_path
 from ..runtime.session import SessionOptions, create_session
 from .checkpoint import Checkpoint, load_checkpoint
 from .onnx_export import (
@@ -40,24 +40,6 @@ class ExportedModel:
 def variant_path(out: Path, precision: str) -> Path:
     """OUT.onnx for fp32, OUT.int8.onnx / OUT.int4.onnx beside it for quantized variants."""
     return out if precision == "fp32" else out.with_name(f"{out.stem}.{precision}{out.suffix}")
-
-
-@contextmanager
-def atomic_path(final: Path) -> Iterator[Path]:
-    """A temporary path beside `final`, renamed over it only if the block succeeds; removed otherwise."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        yield tmp_path
-        os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp makes 0600 files; give the usual permissions
-        os.replace(tmp_path, final)
-    finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
 
 
 def save_model(proto: onnx.ModelProto, path: Path) -> None:

@@ -10,14 +10,13 @@ from __future__ import annotations
 import gzip
 import io
 import math
-import os
-import tempfile
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
 from ..errors import LanguageModelError
+from ..files import atomic_path
 
 BOS, EOS, UNK = "<s>", "</s>", "<unk>"
 LN10 = math.log(10.0)
@@ -282,14 +281,9 @@ def write_arpa(model: LanguageModel, path: str | Path) -> Path:
     """Write `model` as ARPA text (gzip-compressed if the name ends in .gz), atomically: a half-written file
     is never left at `path`. N-grams are sorted so the same model always gives the same bytes."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        raw = open(tmp_path, "wb")
+    with atomic_path(path) as tmp, open(tmp, "wb") as raw:
         stream = gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) if path.name.endswith(".gz") else raw
-        with raw, stream, io.TextIOWrapper(stream, encoding="utf-8", newline="\n") as f:
+        with stream, io.TextIOWrapper(stream, encoding="utf-8", newline="\n") as f:
             f.write("\\data\\\n")
             for n, table in enumerate(model.tables, 1):
                 f.write(f"ngram {n}={len(table)}\n")
@@ -302,10 +296,6 @@ def write_arpa(model: LanguageModel, path: str | Path) -> Path:
                     else:
                         f.write(f"{logp:.6f}\t{key}\n")
             f.write("\n\\end\\\n")
-        os.replace(tmp_path, path)
-    except BaseException:
-        tmp_path.unlink(missing_ok=True)
-        raise
     return path
 
 

@@ -62,7 +62,7 @@ def spread(n: int, limit: int | None) -> list[int]:
     first N would tune on the shortest utterances only."""
     if limit is None or limit >= n:
         return list(range(n))
-    return [int(i * n / limit) for i in range(limit)]
+    return [i * n // limit for i in range(limit)]
 
 
 # state the worker processes inherit (fork) or receive once (spawn)

@@ -11,8 +11,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import multiprocessing
-import os
-import tempfile
 import time
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
@@ -24,8 +22,8 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from ..errors import AudioError, CheckpointError, Ds2OnnxError, ModelFileError
-from ..runtime.beam import BeamSearchDecoder, BeamSearchOptions
-from ..runtime.decoding import decode
+from ..files import atomic_path
+from ..runtime.beam import BeamSearchOptions
 from ..runtime.lm import LanguageModel
 from ..runtime.session import SessionOptions, default_threads
 from ..runtime.transcriber import Transcriber
@@ -135,11 +133,13 @@ def _librosa_available() -> bool:
 class Evaluator:
     """The variants (and reference) of one process, warmed up; `evaluate` runs them all on one utterance."""
 
-    def __init__(self, config: EvalConfig, transcribers: dict[str, Transcriber] | None = None,
-                 lm: LanguageModel | None = None):
+    def __init__(self, config: EvalConfig, transcribers: dict[str, Transcriber] | None = None):
         self.config = config
-        options = SessionOptions(threads=config.threads)
-        self.transcribers = transcribers or {v.name: Transcriber(v.path, options) for v in config.variants}
+        if transcribers is None:
+            lm = LanguageModel.load(config.lm) if config.lm is not None else None
+            options = SessionOptions(threads=config.threads)
+            transcribers = {v.name: Transcriber(v.path, options, lm=lm, beam=config.beam) for v in config.variants}
+        self.transcribers = transcribers
         self.reference = None
         if config.checkpoint is not None:
             from .reference import ReferencePipeline
@@ -147,11 +147,6 @@ class Evaluator:
             self.reference = ReferencePipeline(config.checkpoint, config.input_scale, config.threads)
         self.baseline = config.baseline
         self.info = next(iter(self.transcribers.values())).info
-        self.decoder = None
-        if config.lm is not None or config.beam is not None:
-            if lm is None and config.lm is not None:
-                lm = LanguageModel.load(config.lm)
-            self.decoder = BeamSearchDecoder(self.info.labels, self.info.blank_index, lm, config.beam or BeamSearchOptions())
         self.librosa = _librosa_available()
         self._warm_up()
 
@@ -172,13 +167,8 @@ class Evaluator:
         else:
             out, lengths = transcriber.log_probs(feats.values[None], np.array([feats.values.shape[1]]))
             log_probs = out[0, : int(lengths[0])]
-            text = self._decode(log_probs, transcriber.info)
+            text = transcriber.decode(log_probs).text
         return text, time.perf_counter() - start, log_probs, feats
-
-    def _decode(self, log_probs: np.ndarray, info) -> str:
-        if self.decoder is None:
-            return decode(log_probs, info.labels, info.blank_index, info.frame_duration).text
-        return self.decoder.decode(log_probs, info.frame_duration).text
 
     def evaluate(self, index: int, utterance: Utterance) -> UtteranceResult:
         hypotheses, latency, log_probs = {}, {}, {}
@@ -202,8 +192,8 @@ class Evaluator:
                 else:
                     result = self.reference.transcribe(utterance.audio)
                     text, lp = result.text, result.log_probs
-                    if self.decoder is not None:  # the reference's own decoder is greedy
-                        text = self._decode(lp, self.info)
+                    if self.config.decoding != "greedy":  # the reference's own decoder is greedy
+                        text = next(iter(self.transcribers.values())).decode(lp).text
                     feature_diff = _max_abs_diff(features, result.features)
             except (RuntimeError, ValueError, OSError) as e:
                 return UtteranceResult(index, utterance.id, str(utterance.audio), duration, utterance.transcript,
@@ -412,9 +402,11 @@ def _check_reference_dependencies() -> None:
         )
 
 
-def open_variants(model: str | Path, threads: int | None) -> tuple[tuple[Variant, ...], dict[str, Transcriber]]:
+def open_variants(
+    model: str | Path, threads: int | None, lm: LanguageModel | None = None, beam: BeamSearchOptions | None = None
+) -> tuple[tuple[Variant, ...], dict[str, Transcriber]]:
     variants = find_variants(model)
-    transcribers = {v.name: Transcriber(v.path, SessionOptions(threads=threads)) for v in variants}
+    transcribers = {v.name: Transcriber(v.path, SessionOptions(threads=threads), lm=lm, beam=beam) for v in variants}
     first = next(iter(transcribers.values()))
     for name, t in transcribers.items():
         if (t.info.labels, t.info.sample_rate, t.info.input_scale) != (first.info.labels, first.info.sample_rate, first.info.input_scale):
@@ -455,8 +447,8 @@ def run_validation(
     lm_model = None
     if lm is not None:
         lm = Path(lm)
-        lm_model = LanguageModel.load(lm)  # fail before any model runs; other worker processes load their own
-    variants, transcribers = open_variants(model, threads)
+        lm_model = LanguageModel.load(lm)  # fail before any model runs; worker processes load their own
+    variants, transcribers = open_variants(model, threads, lm_model, beam)
     info = next(iter(transcribers.values())).info
     precisions = {n: t.info.precision for n, t in transcribers.items()}
     data = load_dataset(dataset, info.labels, info.blank_index, data_dir)
@@ -465,7 +457,7 @@ def run_validation(
 
     evaluator = None
     if workers == 1:
-        evaluator = Evaluator(config, transcribers, lm_model)
+        evaluator = Evaluator(config, transcribers)
     del transcribers, lm_model  # with several workers, the parent keeps no model
     on_start(Dataset(data.name, data.path, data.kind, tuple(utterances)), config)
 
@@ -519,16 +511,9 @@ def _finite(value):
 def write_json(payload: dict, path: str | Path) -> Path:
     """Write JSON atomically: a temporary file beside `path`, renamed over it once complete."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(_finite(payload), f, indent=2, allow_nan=False)
-            f.write("\n")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        json.dump(_finite(payload), f, indent=2, allow_nan=False)
+        f.write("\n")
     return path
 
 
