@@ -65,7 +65,7 @@ def spread(n: int, limit: int | None) -> list[int]:
     return [i * n // limit for i in range(limit)]
 
 
-# state the worker processes inherit (fork) or receive once (spawn)
+# state each worker process receives once, from the initializer
 _DATA: list[tuple[str, np.ndarray]] = []
 _DECODE: dict = {}
 
@@ -147,8 +147,9 @@ def tune_lm(
             results.append(_decode_all(point))
             on_step()
     else:
-        methods = multiprocessing.get_all_start_methods()
-        context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+        # spawn, not fork: a process forked from one running ONNX Runtime's (or torch's) thread pools can
+        # deadlock on a lock some pool thread held at the fork
+        context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(jobs, mp_context=context, initializer=_init, initargs=init) as pool:
             for result in pool.map(_decode_all, grid):
                 results.append(result)
