@@ -194,6 +194,8 @@ def build_lm(
         write_arpa(model, output)
     except Ds2OnnxError as e:
         raise fail(str(e))
+    except OSError as e:
+        raise fail(f"cannot write {output}: {e}")
     counts = ", ".join(f"{len(t):,} {n}-grams" for n, t in enumerate(model.tables, 1))
     err.print(f"· {counts}; {output.stat().st_size / 1e6:.2f} MB")
     print(output)

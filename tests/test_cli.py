@@ -163,6 +163,11 @@ def test_language_model_errors_are_one_line(tmp_path, tiny_onnx, speech_flac):
     assert_clean_failure(invoke("build-lm", empty, "-o", out), "no sentences")
     assert_clean_failure(invoke("build-lm", tmp_path / "absent", "-o", out), "no such text file or folder")
     assert not out.exists() and not list(tmp_path.glob(".lm.arpa*"))
+    text = tmp_path / "text.txt"
+    text.write_text("a b c\n")
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert_clean_failure(invoke("build-lm", text, "-o", blocker / "lm.arpa"), "cannot write")
 
 
 def test_transcribe_with_the_bundled_lm(tmp_path):

@@ -190,6 +190,8 @@ def test_corrupt_gzip_and_missing_file(tmp_path):
         LanguageModel.load(path)
     with pytest.raises(LanguageModelError, match="no such language model file"):
         LanguageModel.load(tmp_path / "absent.arpa")
+    with pytest.raises(LanguageModelError, match="a folder, not a language model file"):
+        LanguageModel.load(tmp_path)
 
 
 def test_read_sentences_from_text_and_librispeech_folders(tmp_path):

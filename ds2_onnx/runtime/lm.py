@@ -42,6 +42,8 @@ class LanguageModel:
     def load(cls, path: str | Path) -> "LanguageModel":
         """Read an ARPA file (`.arpa`, or gzip-compressed `.arpa.gz`)."""
         path = Path(path)
+        if path.is_dir():
+            raise LanguageModelError(f"{path}: a folder, not a language model file")
         if not path.is_file():
             raise LanguageModelError(f"{path}: no such language model file")
         try:
