@@ -105,7 +105,8 @@ def tune_lm(
     if not alphas or not betas:
         raise ValueError("give at least one alpha and one beta")
     for a in alphas:
-        BeamSearchOptions(beam_width, a, 0.0)  # validates
+        for b in betas:
+            BeamSearchOptions(beam_width, a, b)  # raises on a bad value before the model runs
     lm_model = lm if isinstance(lm, LanguageModel) else LanguageModel.load(lm)
     transcriber = Transcriber(model, SessionOptions(threads=threads))
     info = transcriber.info
