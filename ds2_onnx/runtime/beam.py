@@ -98,6 +98,10 @@ class BeamSearchDecoder:
             self._word_cache[key] = score
         return score
 
+    def _complete(self, context: tuple[str, ...], word: str) -> tuple[float, tuple[str, ...]]:
+        """ln p_lm(word | context) and the context that follows it (the last order-1 words)."""
+        return self._word_score(context, word), (context + (word,))[-max(1, self.lm.order - 1):]
+
     def _child(self, node: _Prefix, label: int, frame: int) -> _Prefix:
         child = node.children.get(label)
         if child is not None:
@@ -110,8 +114,8 @@ class BeamSearchDecoder:
                 child.words += 1
                 child.partial, child.partial_penalty = "", 0.0
                 if self.lm is not None:
-                    child.lm_words += self._word_score(node.context, node.partial)
-                    child.context = (node.context + (node.partial,))[-max(1, self.lm.order - 1):]
+                    score, child.context = self._complete(node.context, node.partial)
+                    child.lm_words += score
         else:
             child.partial = node.partial + ch
             if self.lm is not None:
@@ -134,8 +138,8 @@ class BeamSearchDecoder:
         words = node.words
         context = node.context
         if node.partial:
-            lm += self._word_score(context, node.partial)
-            context = (context + (node.partial,))[-max(1, self.lm.order - 1):]
+            score, context = self._complete(context, node.partial)
+            lm += score
         lm += self._word_score(context, EOS)
         if node.partial:
             words += 1

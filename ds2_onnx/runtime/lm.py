@@ -240,7 +240,8 @@ def estimate(sentences: Iterable[Sequence[str]], order: int = 3, prune_singleton
             for w, c in successors:
                 level[ctx + (w,)] = max(c - d, 0.0) / total + gamma * lower[ctx[1:] + (w,)]
 
-    # backoff weights: the mass a context leaves to its lower order, renormalised over unseen successors
+    # backoff weights: the mass a context leaves to its lower order, renormalised over unseen successors. Only the
+    # top order is ever pruned, so the lower-order probability of a kept n-gram's suffix is always in `kept`.
     kept = probs
     if prune_singletons and order > 1:
         top = {g: p for g, p in probs[order - 1].items() if counts[order - 1][g] > 1}
@@ -251,7 +252,7 @@ def estimate(sentences: Iterable[Sequence[str]], order: int = 3, prune_singleton
         lower_mass: dict[tuple[str, ...], float] = defaultdict(float)
         for gram, p in kept[n - 1].items():
             seen_mass[gram[:-1]] += p
-            lower_mass[gram[:-1]] += _backoff_prob(kept, bows, gram[1:])
+            lower_mass[gram[:-1]] += kept[n - 2][gram[1:]]
         for ctx in seen_mass:
             left = max(1.0 - seen_mass[ctx], 1e-12)
             left_lower = max(1.0 - lower_mass[ctx], 1e-12)
@@ -266,17 +267,6 @@ def estimate(sentences: Iterable[Sequence[str]], order: int = 3, prune_singleton
             table[BOS] = (-99.0, math.log10(bows[0][(BOS,)]) if (BOS,) in bows[0] else 0.0)
         tables.append(table)
     return LanguageModel(order, tuple(tables), f"{order}-gram estimate")
-
-
-def _backoff_prob(probs, bows, gram: tuple[str, ...]) -> float:
-    """p(gram[-1] | gram[:-1]) from the (possibly pruned) model, backing off where the n-gram is missing."""
-    weight = 1.0
-    while True:
-        p = probs[len(gram) - 1].get(gram)
-        if p is not None:
-            return weight * p
-        weight *= bows[len(gram) - 2].get(gram[:-1], 1.0)
-        gram = gram[1:]
 
 
 def write_arpa(model: LanguageModel, path: str | Path) -> Path:

@@ -107,6 +107,11 @@ class Transcriber:
             spect = spect[:, None]
         return run_model(self._session, self.info, spect, np.asarray(lengths))
 
+    def utterance_log_probs(self, values: np.ndarray) -> np.ndarray:
+        """The valid (T', C) log-probs of one utterance's (F, T) features."""
+        log_probs, lengths = self.log_probs(values[None], np.array([values.shape[1]]))
+        return log_probs[0, : int(lengths[0])]
+
     def decode(self, log_probs: np.ndarray) -> Decoded:
         """Text and timings from one utterance's valid (T, C) log-probs, with this transcriber's decoder."""
         info = self.info
@@ -121,8 +126,7 @@ class Transcriber:
         if feats.values is None:
             decoded = Decoded("", (), ())
         else:
-            log_probs, lengths = self.log_probs(feats.values[None], np.array([feats.values.shape[1]]))
-            decoded = self.decode(log_probs[0, : int(lengths[0])])
+            decoded = self.decode(self.utterance_log_probs(feats.values))
         return _result(decoded, feats, time.perf_counter() - start)
 
     def transcribe_batch(

@@ -127,8 +127,7 @@ def tune_lm(
             if feats.values is None:
                 log_probs = np.zeros((0, len(info.labels)), dtype=np.float32)
             else:
-                out, lengths = transcriber.log_probs(feats.values[None], np.array([feats.values.shape[1]]))
-                log_probs = out[0, : int(lengths[0])]
+                log_probs = transcriber.utterance_log_probs(feats.values)
             data.append((u.transcript, log_probs))
         on_step()
     if not data:

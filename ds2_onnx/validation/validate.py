@@ -165,8 +165,7 @@ class Evaluator:
         if feats.values is None:  # shorter than the receptive field: no output frames
             text = ""
         else:
-            out, lengths = transcriber.log_probs(feats.values[None], np.array([feats.values.shape[1]]))
-            log_probs = out[0, : int(lengths[0])]
+            log_probs = transcriber.utterance_log_probs(feats.values)
             text = transcriber.decode(log_probs).text
         return text, time.perf_counter() - start, log_probs, feats
 
