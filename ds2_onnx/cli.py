@@ -60,6 +60,17 @@ def beam_options(lm: str | None, beam_width: int | None, alpha: float | None, be
                              defaults.beta if beta is None else beta)
 
 
+def parse_prune(prune: str, order: int) -> list[int]:
+    """build-lm's --prune ("0,1") as checked per-order thresholds."""
+    from .runtime.lm import prune_thresholds
+
+    try:
+        values = [int(v) for v in prune.split(",")]
+    except ValueError:
+        raise Ds2OnnxError(f"--prune takes comma-separated counts such as 0,1, got {prune!r}") from None
+    return prune_thresholds(values, order)
+
+
 def version_callback(value: bool) -> None:
     if value:
         out.print(f"ds2-onnx {__version__}")
@@ -180,17 +191,18 @@ def build_lm(
     text: Annotated[list[Path], typer.Argument(help="Text files, one sentence per line, or folders of LibriSpeech transcripts (*.trans.txt).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="ARPA file to write; gzip-compressed if it ends in .gz.")],
     order: Annotated[int, typer.Option(help="n-gram order.", min=1, max=6)] = 3,
-    prune_singletons: Annotated[bool, typer.Option("--prune-singletons/--keep-singletons", help="Drop highest-order n-grams seen once (a much smaller file, slightly higher perplexity).")] = True,
+    prune: Annotated[str, typer.Option(help="Count thresholds by order, as in KenLM: 0,1 drops bigrams and longer n-grams seen once (a much smaller file); 0,0,1 only trigrams; 0 keeps everything.")] = "0,1",
 ) -> None:
     """Build an interpolated Kneser-Ney word n-gram LM (ARPA) from text, for `transcribe --lm`."""
     from .runtime.lm import estimate, read_sentences, write_arpa
 
     try:
+        thresholds = parse_prune(prune, order)
         with err.status("reading text"):
             sentences = read_sentences(text)
         err.print(f"· {len(sentences):,} sentences, {sum(map(len, sentences)):,} words")
         with err.status(f"estimating a {order}-gram model"):
-            model = estimate(sentences, order, prune_singletons)
+            model = estimate(sentences, order, thresholds)
         write_arpa(model, output)
     except Ds2OnnxError as e:
         raise fail(str(e))

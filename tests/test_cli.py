@@ -168,6 +168,10 @@ def test_language_model_errors_are_one_line(tmp_path, tiny_onnx, speech_flac):
     blocker = tmp_path / "file"
     blocker.write_text("")
     assert_clean_failure(invoke("build-lm", text, "-o", blocker / "lm.arpa"), "cannot write")
+    assert_clean_failure(invoke("build-lm", text, "-o", out, "--prune", "0,x"), "comma-separated counts")
+    assert_clean_failure(invoke("build-lm", text, "-o", out, "--prune", "0,2,1"), "never decrease")
+    assert_clean_failure(invoke("build-lm", text, "-o", out, "--order", 2, "--prune", "0,0,1"), "3 pruning thresholds")
+    assert not out.exists()
 
 
 def test_transcribe_with_the_bundled_lm(tmp_path):

@@ -40,16 +40,17 @@ PINNED = {  # fp32 transcripts of four bundled clips (regression guard; the mode
 }
 
 
-# Beam search (width 32) with the bundled LM (ds2_onnx/assets/demo-lm.arpa.gz, built from the corpus's training
-# transcripts by `ds2-onnx build-lm`; alpha 0.8, beta 4.5 tuned on the dev split), fp32, on the bundled split:
-# WER 54.53 -> 36.63, CER 18.71 -> 15.70 (stage 13, see docs/demo-model.md). The test asks for at least 10 points
-# of the 17.90 (49 of 87 words): less would mean the LM, the decoder or their defaults broke.
+# Beam search (width 32) with the bundled LM (ds2_onnx/assets/demo-lm.arpa.gz, built by `ds2-onnx build-lm` from
+# the corpus's training transcripts and tools/lm_text.py's extra text; alpha 0.8, beta 6 tuned on the dev split),
+# fp32, on the bundled split: WER 54.53 -> 35.60, CER 18.71 -> 15.41 (stage 13, see docs/demo-model.md). The test
+# asks for at least 10 points of the 18.93 (49 of 92 words): less would mean the LM, the decoder or their defaults
+# broke.
 MIN_LM_WER_GAIN = 10.0
 PINNED_LM = {  # fp32 + bundled LM; the LM fixes spellings (LIVE, LOOKS, GRASS, CALABASH) but not every word
     "105-3000-0003": "TO LIVE IS ALWAYS DESIRABLE",
     "126-3000-0003": "STARTRECK LIVES",
     "165-3000-0002": "A SNAKE LOOKS IN THE GRASS",
-    "189-3000-0031": "CALABASH WHERE EVERLA",
+    "189-3000-0031": "CALABASH WERE EVERLA",
 }
 LM = ASSETS / "demo-lm.arpa.gz"
 
@@ -122,13 +123,14 @@ def lm_hypotheses(split):
 
 
 def test_bundled_lm_is_small_and_covers_the_split(split):
-    assert LM.stat().st_size <= 3e6
+    assert LM.stat().st_size <= 5e6  # 4.01 MB
     lm = LanguageModel.load(LM)
     assert lm.order == 3
     words = [w for u in split for w in u.transcript.split()]
     covered = sum(w in lm for w in words) / len(words)
     print(f"bundled LM covers {100 * covered:.1f}% of the split's {len(words)} words")
-    assert covered >= 0.9  # 4% of the test split's words are not in the training text (docs/demo-model.md)
+    # 0.97% of the test split's words are not in the LM's text (3.9% were not in the training transcripts alone)
+    assert covered >= 0.97
 
 
 def test_lm_beam_search_beats_greedy_on_the_bundled_split(split, hypotheses, lm_hypotheses):
@@ -149,7 +151,7 @@ def test_validate_with_the_lm_decodes_every_variant_and_the_reference_alike(spli
     from ds2_onnx.validation.validate import run_validation
 
     report = run_validation(SPLIT, ASSETS / "demo.onnx", CHECKPOINT, limit=8, lm=LM)
-    assert report.decoding.startswith("beam search (width 32) with LM") and "alpha 0.8, beta 4.5" in report.decoding
+    assert report.decoding.startswith("beam search (width 32) with LM") and "alpha 0.8, beta 6" in report.decoding
     assert report.variant("fp32").wer_delta == 0 and not report.variant("fp32").differing
     fused = Transcriber(ASSETS / "demo.onnx", lm=LM)
     info = fused.info

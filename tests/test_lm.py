@@ -81,25 +81,46 @@ def test_estimate_matches_recursive_kneser_ney(order):
             assert ours == pytest.approx(reference(context, word), rel=1e-9), (context, word)
 
 
-@pytest.mark.parametrize("prune", [False, True])
+@pytest.mark.parametrize("prune", [(), (0, 1), (0, 0, 1), (0, 2)])
 def test_every_context_sums_to_one(prune):
-    model = estimate(SENTENCES, 3, prune_singletons=prune)
+    model = estimate(SENTENCES, 3, prune=prune)
     outcomes = sorted(model.vocabulary) + [EOS, UNK]
     for context in contexts(3):
         assert sum(10 ** model.log10_prob(context, w) for w in outcomes) == pytest.approx(1.0, abs=1e-9), context
 
 
-def test_pruning_drops_singleton_trigrams_only():
+def test_pruning_drops_singletons_but_keeps_what_longer_ngrams_need():
     full = estimate(SENTENCES, 3)
-    pruned = estimate(SENTENCES, 3, prune_singletons=True)
-    assert [len(t) for t in pruned.tables[:2]] == [len(t) for t in full.tables[:2]]
-    assert 0 < len(pruned.tables[2]) < len(full.tables[2])
+    pruned = estimate(SENTENCES, 3, prune=(0, 1))
+    assert len(pruned.tables[0]) == len(full.tables[0])  # unigrams are never pruned
+    assert 0 < len(pruned.tables[1]) < len(full.tables[1]) and 0 < len(pruned.tables[2]) < len(full.tables[2])
     assert "THE CAT SAT" in pruned.tables[2] and "A RED CAT" not in pruned.tables[2]  # seen twice / once
+    assert "ON THE" in pruned.tables[1] and "RED CAT" not in pruned.tables[1]  # 2 / 1 distinct left neighbours
+    # one left neighbour each, but "THE CAT SAT" (kept) needs "THE CAT" as its context and "CAT SAT" as its suffix
+    assert "THE CAT" in pruned.tables[1] and "CAT SAT" in pruned.tables[1]
+    for n in (1, 2):  # every kept n-gram's context and suffix are there, and its numbers did not change
+        for key in pruned.tables[n]:
+            words = key.split()
+            assert " ".join(words[:-1]) in pruned.tables[n - 1] and " ".join(words[1:]) in pruned.tables[n - 1], key
+            assert pruned.tables[n][key][0] == pytest.approx(full.tables[n][key][0], abs=1e-12), key
+
+
+def test_pruning_thresholds_by_order():
+    full = estimate(SENTENCES, 3)
+    top_only = estimate(SENTENCES, 3, prune=(0, 0, 1))  # singleton trigrams only: every bigram stays
+    assert top_only.tables[1].keys() == full.tables[1].keys()
+    assert set(top_only.tables[2]) == {  # the trigrams of SENTENCES seen more than once
+        "<s> THE CAT", "THE CAT SAT", "SAT ON THE", "ON THE MAT", "THE MAT </s>", "<s> THE DOG"}
+    assert estimate(SENTENCES, 3, prune=(0,)).tables == full.tables
+    assert len(estimate(SENTENCES, 3, prune=(0, 2)).tables[1]) < len(estimate(SENTENCES, 3, prune=(0, 1)).tables[1])
+    for bad in ((1,), (0, 2, 1), (0, -1), (0, 1, 1, 1)):
+        with pytest.raises(LanguageModelError, match="pruning thresholds"):
+            estimate(SENTENCES, 3, prune=bad)
 
 
 @pytest.mark.parametrize("name", ["lm.arpa", "lm.arpa.gz"])
 def test_arpa_round_trip_and_determinism(tmp_path, name):
-    model = estimate(SENTENCES, 3, prune_singletons=True)
+    model = estimate(SENTENCES, 3, prune=(0, 1))
     path = write_arpa(model, tmp_path / name)
     loaded = LanguageModel.load(path)
     assert loaded.order == 3

@@ -35,7 +35,7 @@ class BeamSearchOptions:
     # alpha and beta were tuned for the bundled demo LM on the demo corpus's dev split (docs/demo-model.md);
     # tune them again for another model or LM. Both are unused without an LM.
     alpha: float = 0.8  # LM weight (on natural-log probabilities)
-    beta: float = 4.5  # bonus per word
+    beta: float = 6.0  # bonus per word
     prune_log_prob: float = -10.0  # labels below this log-prob at a frame are not tried as extensions
 
     def __post_init__(self):

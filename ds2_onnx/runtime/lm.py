@@ -179,15 +179,19 @@ def _discount(count_of_counts: Counter) -> float:
     return min(max(n1 / (n1 + 2.0 * n2), 0.05), 0.95)
 
 
-def estimate(sentences: Iterable[Sequence[str]], order: int = 3, prune_singletons: bool = False) -> LanguageModel:
+def estimate(sentences: Iterable[Sequence[str]], order: int = 3, prune: Sequence[int] = ()) -> LanguageModel:
     """Interpolated Kneser-Ney estimate from tokenised sentences, as a backoff model.
 
     Lower orders use continuation counts (distinct left neighbours), except n-grams starting with <s>, which
-    have no left neighbour and keep their raw counts. `prune_singletons` drops highest-order n-grams seen once;
-    the backoff weights are then renormalised so every context's distribution still sums to one.
+    have no left neighbour and keep their raw counts. `prune` holds count thresholds by order, as in KenLM's
+    `--prune`: (0, 1) drops bigrams and longer n-grams counted once, (0, 0, 1) only trigrams; the last value
+    applies to the orders after it, unigrams are never dropped, and neither is an n-gram that a kept longer one
+    needs as its context or suffix. The backoff weights are then renormalised so every context's distribution
+    still sums to one.
     """
     if order < 1:
         raise LanguageModelError(f"order must be at least 1, got {order}")
+    thresholds = prune_thresholds(prune, order)
     raw: list[Counter] = [Counter() for _ in range(order)]
     n_sentences = 0
     for words in sentences:
@@ -240,12 +244,18 @@ def estimate(sentences: Iterable[Sequence[str]], order: int = 3, prune_singleton
             for w, c in successors:
                 level[ctx + (w,)] = max(c - d, 0.0) / total + gamma * lower[ctx[1:] + (w,)]
 
-    # backoff weights: the mass a context leaves to its lower order, renormalised over unseen successors. Only the
-    # top order is ever pruned, so the lower-order probability of a kept n-gram's suffix is always in `kept`.
-    kept = probs
-    if prune_singletons and order > 1:
-        top = {g: p for g, p in probs[order - 1].items() if counts[order - 1][g] > 1}
-        kept = probs[:-1] + [top]
+    # pruning: from the top order down, drop n-grams counted no more than their order's threshold unless a kept
+    # longer n-gram needs them as its context (ARPA stores backoff weights on context n-grams) or as its suffix (its
+    # lower-order probability enters the backoff weight below).
+    kept = [probs[0]]
+    needed: set[tuple[str, ...]] = set()
+    for n in range(order, 1, -1):
+        limit = thresholds[n - 1]
+        level = {g: p for g, p in probs[n - 1].items() if counts[n - 1][g] > limit or g in needed}
+        needed = {g[:-1] for g in level} | {g[1:] for g in level}
+        kept.insert(1, level)
+    # backoff weights: the mass a context leaves to its lower order, renormalised over unseen successors. The
+    # lower-order probability of every kept n-gram's suffix is an explicit entry of `kept` (see above).
     bows: list[dict[tuple[str, ...], float]] = [dict() for _ in range(order)]
     for n in range(2, order + 1):
         seen_mass: dict[tuple[str, ...], float] = defaultdict(float)
@@ -267,6 +277,18 @@ def estimate(sentences: Iterable[Sequence[str]], order: int = 3, prune_singleton
             table[BOS] = (-99.0, math.log10(bows[0][(BOS,)]) if (BOS,) in bows[0] else 0.0)
         tables.append(table)
     return LanguageModel(order, tuple(tables), f"{order}-gram estimate")
+
+
+def prune_thresholds(prune: Sequence[int], order: int) -> list[int]:
+    """Per-order count thresholds from `prune` (see `estimate`), checked: non-negative, non-decreasing, and 0 for
+    unigrams."""
+    values = [int(v) for v in prune] or [0]
+    if values[0] != 0 or any(v < 0 for v in values) or any(b < a for a, b in zip(values, values[1:])):
+        raise LanguageModelError(f"pruning thresholds must start at 0 (unigrams are kept) and never decrease, got "
+                                 f"{','.join(map(str, values))}")
+    if len(values) > order:
+        raise LanguageModelError(f"{len(values)} pruning thresholds for a {order}-gram model")
+    return values + [values[-1]] * (order - len(values))
 
 
 def write_arpa(model: LanguageModel, path: str | Path) -> Path:

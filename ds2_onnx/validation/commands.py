@@ -150,7 +150,7 @@ def tune_lm(
     lm: Annotated[str, typer.Option("--lm", help="ARPA language model (.arpa or .arpa.gz), or 'bundled' for the demo LM.")],
     model: Annotated[Optional[Path], typer.Option("--model", "-m", help="Exported ONNX model. Default: $DS2_ONNX_MODEL or the bundled demo model.")] = None,
     alpha: Annotated[str, typer.Option(help="Comma-separated LM weights to try.")] = "0.5,0.8,1.1",
-    beta: Annotated[str, typer.Option(help="Comma-separated word bonuses to try.")] = "2,3.5,4.5,6",
+    beta: Annotated[str, typer.Option(help="Comma-separated word bonuses to try.")] = "3,4.5,6,7.5",
     beam_width: Annotated[int, typer.Option("--beam-width", min=1, help="Beam width used for every point.")] = 32,
     limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="Tune on N utterances spread evenly over the dataset.")] = None,
     jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", min=1, help="Processes decoding grid points in parallel (default: all cores).")] = None,
