@@ -201,3 +201,45 @@ def test_number_words():
     assert sentences.ordinal_words(21) == "twenty first"
     assert sentences.ordinal_words(40) == "fortieth"
     assert sentences.year_words(1906) == "nineteen oh six"
+
+
+LM_TEXT_TOOL = ROOT / "tools" / "lm_text.py"
+
+
+def _lm_text(corpus: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(LM_TEXT_TOOL), "--corpus", str(corpus), "-o", str(out), *extra],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_lm_text_is_new_valid_and_deterministic(corpora, tmp_path):
+    root, _, _ = corpora
+    corpus_lines = {t for split in _transcripts(root).values() for t in split.values()}
+    first, again, other = tmp_path / "a.txt", tmp_path / "b.txt", tmp_path / "c.txt"
+    for path, seed in ((first, "0"), (again, "0"), (other, "1")):
+        proc = _lm_text(root, path, "--sentences", "2000", "--seed", seed)
+        assert proc.returncode == 0, proc.stderr
+    assert "2,000 template +" in proc.stdout and "corpus transcripts excluded" in proc.stdout
+    lines = first.read_text().splitlines()
+    unused_fortunes = {t for _, t in sentences.load_sources().natural} - corpus_lines
+    assert len(lines) == len(set(lines)) == 2000 + len(unused_fortunes)
+    assert set(lines[2000:]) == unused_fortunes
+    assert not set(lines) & corpus_lines
+    assert all(TRANS_RE.match(t) and 3 <= len(t.split()) <= 25 for t in lines[:2000])
+    assert first.read_bytes() == again.read_bytes() != other.read_bytes()
+    assert not list(tmp_path.glob(".*"))  # no temporary file left
+
+
+def test_lm_text_leaves_out_corpus_sentences():
+    import lm_text
+
+    src = sentences.load_sources()
+    free = lm_text.generate(src, set(), 50, seed=0)
+    taken = set(free[10:20])  # pretend a corpus used ten of them
+    got = lm_text.generate(src, taken, 50, seed=0)
+    assert not set(got) & taken and got[:10] == free[:10] and len(got) == 50
+
+
+def test_lm_text_without_a_corpus_is_one_line_error(tmp_path):
+    proc = _lm_text(tmp_path, tmp_path / "out.txt")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().startswith("error: no transcripts") and not (tmp_path / "out.txt").exists()

@@ -69,8 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     except sentences.SourceError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    lines = generate(src, exclude, args.sentences, args.seed)
-    unused = sorted({t for _, t in src.natural} - exclude)
+    natural = {t for _, t in src.natural}
+    lines = generate(src, exclude | natural, args.sentences, args.seed)  # as in make_corpus: never a fortune's
+    unused = sorted(natural - exclude)
     tmp = args.output.with_name(f".{args.output.name}.tmp")
     tmp.write_text("\n".join(lines + unused) + "\n", encoding="utf-8")
     os.replace(tmp, args.output)
