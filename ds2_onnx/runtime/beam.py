@@ -51,7 +51,7 @@ class _Prefix:
 
     parent: "_Prefix | None"
     label: int  # last label id (-1 for the empty prefix)
-    frame: int  # frame at which this prefix's last label was most probably first emitted
+    frame: int  # frame at which this prefix's last label was most probably first emitted, on paths the beam kept
     text: str
     lm_words: float = 0.0  # ln p_lm of the completed words
     context: tuple[str, ...] = (BOS,)
@@ -59,6 +59,7 @@ class _Prefix:
     partial_penalty: float = 0.0  # ln <unk> if no vocabulary word starts with `partial`
     words: int = 0  # completed words
     emit: float = NEG_INF  # ln p of the likeliest way to reach this prefix by emitting its last label at `frame`
+    bonus: float = 0.0  # alpha * (lm_words + partial_penalty) + beta * words (counting a partial word): score - ctc
     children: dict = field(default_factory=dict)
 
 
@@ -102,33 +103,35 @@ class BeamSearchDecoder:
         """ln p_lm(word | context) and the context that follows it (the last order-1 words)."""
         return self._word_score(context, word), (context + (word,))[-max(1, self.lm.order - 1):]
 
+    def _child_bonus(self, node: _Prefix, label: int) -> float:
+        """The `bonus` that `_child(node, label)` would get, without building it: most extensions tried at a frame
+        fall out of the beam, so only the survivors become nodes."""
+        if self.lm is None:
+            return 0.0
+        o = self.options
+        if label == self.space:
+            return o.alpha * (node.lm_words + self._word_score(node.context, node.partial)) + o.beta * (node.words + 1)
+        penalty = 0.0 if node.partial + self.labels[label] in self._prefixes else self._unk
+        return o.alpha * (node.lm_words + penalty) + o.beta * (node.words + 1)
+
     def _child(self, node: _Prefix, label: int, frame: int) -> _Prefix:
-        child = node.children.get(label)
-        if child is not None:
-            return child
+        """The prefix `node` extended by `label` (not a space after a space or at the start: those keep `node`)."""
         ch = self.labels[label]
         child = _Prefix(node, label, frame, node.text + ch, node.lm_words, node.context, node.partial,
                         node.partial_penalty, node.words)
         if label == self.space:
-            if node.partial:
-                child.words += 1
-                child.partial, child.partial_penalty = "", 0.0
-                if self.lm is not None:
-                    score, child.context = self._complete(node.context, node.partial)
-                    child.lm_words += score
+            child.words += 1
+            child.partial, child.partial_penalty = "", 0.0
+            if self.lm is not None:
+                score, child.context = self._complete(node.context, node.partial)
+                child.lm_words += score
         else:
             child.partial = node.partial + ch
             if self.lm is not None:
                 child.partial_penalty = 0.0 if child.partial in self._prefixes else self._unk
+        child.bonus = self._child_bonus(node, label)
         node.children[label] = child
         return child
-
-    def _score(self, node: _Prefix, ctc: float) -> float:
-        if self.lm is None:
-            return ctc
-        o = self.options
-        words = node.words + (1 if node.partial else 0)
-        return ctc + o.alpha * (node.lm_words + node.partial_penalty) + o.beta * words
 
     def _final_score(self, node: _Prefix, ctc: float) -> float:
         if self.lm is None:
@@ -152,45 +155,58 @@ class BeamSearchDecoder:
         o = self.options
         blank, space = self.blank, self.space
         root = _Prefix(None, -1, -1, "")
-        beams: dict[int, tuple[_Prefix, float, float]] = {id(root): (root, 0.0, NEG_INF)}  # node, ln p_blank, ln p_label
+        beams: list = [[root, 0.0, NEG_INF, 0.0]]  # [node, ln p_blank, ln p_label, bonus]
+        width = o.beam_width
         for t in range(log_probs.shape[0]):
-            row = log_probs[t]
-            lp_blank = float(row[blank])
-            candidates = [int(c) for c in np.flatnonzero(row >= o.prune_log_prob) if c != blank]
-            nxt: dict[int, list] = {}
-
-            def add(node: _Prefix, p_b: float, p_nb: float) -> None:
-                entry = nxt.get(id(node))
-                if entry is None:
-                    nxt[id(node)] = [node, p_b, p_nb]
-                else:
-                    entry[1] = _logaddexp(entry[1], p_b)
-                    entry[2] = _logaddexp(entry[2], p_nb)
-
-            for node, p_b, p_nb in beams.values():
+            row = log_probs[t].tolist()
+            lp_blank = row[blank]
+            candidates = [c for c, lp in enumerate(row) if lp >= o.prune_log_prob and c != blank]
+            # id(node) -> [node, ln p_blank, ln p_label, bonus]; an extension not yet built is keyed by
+            # (id(parent), label) -> [None, -inf, ln p_label, bonus, parent, label]
+            nxt: dict = {}
+            for node, p_b, p_nb, *_ in beams:
                 total = _logaddexp(p_b, p_nb)
                 # blank, and a repeat of the last label, keep the prefix
-                add(node, total + lp_blank, p_nb + float(row[node.label]) if node.label >= 0 else NEG_INF)
+                stay_b = total + lp_blank
+                stay_nb = p_nb + row[node.label] if node.label >= 0 else NEG_INF
+                entry = nxt.get(id(node))
+                if entry is None:
+                    entry = nxt[id(node)] = [node, stay_b, stay_nb, node.bonus]
+                else:
+                    entry[1] = _logaddexp(entry[1], stay_b)
+                    entry[2] = _logaddexp(entry[2], stay_nb)
                 for c in candidates:
-                    lp = float(row[c])
+                    lp = row[c]
                     if c == space and (node.label < 0 or node.label == space):
                         # a leading space, or a second space after a blank: the text does not change
                         if node.label < 0:
-                            add(node, total + lp, NEG_INF)
+                            entry[1] = _logaddexp(entry[1], total + lp)
                         else:
-                            add(node, NEG_INF, p_b + lp)
+                            entry[2] = _logaddexp(entry[2], p_b + lp)
                         continue
-                    child = self._child(node, c, t)
                     # the same label again only starts a new character after a blank
                     emit = (p_b if c == node.label else total) + lp
+                    child = node.children.get(c)
+                    if child is None:
+                        nxt[(id(node), c)] = [None, NEG_INF, emit, self._child_bonus(node, c), node, c]
+                        continue
                     if emit > child.emit:
                         child.emit, child.frame = emit, t
-                    add(child, NEG_INF, emit)
-            ranked = sorted(nxt.values(), key=lambda e: self._score(e[0], _logaddexp(e[1], e[2])), reverse=True)
-            beams = {id(e[0]): (e[0], e[1], e[2]) for e in ranked[: o.beam_width]}
+                    other = nxt.get(id(child))
+                    if other is None:
+                        nxt[id(child)] = [child, NEG_INF, emit, child.bonus]
+                    else:
+                        other[2] = _logaddexp(other[2], emit)
+            entries = list(nxt.values())
+            ranked = sorted((-(_logaddexp(e[1], e[2]) + e[3]), i) for i, e in enumerate(entries))
+            beams = [entries[i] for _, i in ranked[:width]]
+            for e in beams:
+                if e[0] is None:  # a surviving new extension: build it, first emitted here
+                    child = e[0] = self._child(e[4], e[5], t)
+                    child.emit = e[2]
         # "A B" and "A B " are the same text (a trailing space is dropped): add their probabilities first
         finals: dict[str, tuple[_Prefix, float]] = {}
-        for node, p_b, p_nb in beams.values():
+        for node, p_b, p_nb, *_ in beams:
             key = node.text.rstrip(" ")
             ctc = _logaddexp(p_b, p_nb)
             if key in finals:
