@@ -14,13 +14,14 @@ the installed text packages (their SHA-256 is printed, as make_corpus.py records
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import sys
 import time
 from pathlib import Path
 
 import sentences
+
+from ds2_onnx.files import atomic_path
 
 
 def corpus_transcripts(corpus: Path) -> set[str]:
@@ -72,9 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     natural = {t for _, t in src.natural}
     lines = generate(src, exclude | natural, args.sentences, args.seed)  # as in make_corpus: never a fortune's
     unused = sorted(natural - exclude)
-    tmp = args.output.with_name(f".{args.output.name}.tmp")
-    tmp.write_text("\n".join(lines + unused) + "\n", encoding="utf-8")
-    os.replace(tmp, args.output)
+    with atomic_path(args.output) as tmp:
+        tmp.write_text("\n".join(lines + unused) + "\n", encoding="utf-8")
     words = sum(len(t.split()) for t in lines + unused)
     print(f"{len(lines):,} template + {len(unused):,} unused fortune sentences, {words:,} words -> {args.output} "
           f"({time.time() - t0:.1f} s; {len(exclude):,} corpus transcripts excluded; text inputs sha256 {src.digest[:16]}…)")
