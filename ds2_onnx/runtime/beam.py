@@ -56,10 +56,10 @@ class _Prefix:
     lm_words: float = 0.0  # ln p_lm of the completed words
     context: tuple[str, ...] = (BOS,)
     partial: str = ""  # the word being spelled
-    partial_penalty: float = 0.0  # ln <unk> if no vocabulary word starts with `partial`
     words: int = 0  # completed words
     emit: float = NEG_INF  # ln p of the likeliest way to reach this prefix by emitting its last label at `frame`
-    bonus: float = 0.0  # alpha * (lm_words + partial_penalty) + beta * words (counting a partial word): score - ctc
+    bonus: float = 0.0  # score - ln p_ctc: alpha * (lm_words + ln <unk> if no vocabulary word starts with `partial`)
+    #                     + beta * words, a partial word counted (see `_child_bonus`)
     children: dict = field(default_factory=dict)
 
 
@@ -114,22 +114,20 @@ class BeamSearchDecoder:
         penalty = 0.0 if node.partial + self.labels[label] in self._prefixes else self._unk
         return o.alpha * (node.lm_words + penalty) + o.beta * (node.words + 1)
 
-    def _child(self, node: _Prefix, label: int, frame: int) -> _Prefix:
-        """The prefix `node` extended by `label` (not a space after a space or at the start: those keep `node`)."""
+    def _child(self, node: _Prefix, label: int, frame: int, bonus: float) -> _Prefix:
+        """The prefix `node` extended by `label` (not a space after a space or at the start: those keep `node`);
+        `bonus` is `_child_bonus(node, label)`, already computed when the extension was scored."""
         ch = self.labels[label]
-        child = _Prefix(node, label, frame, node.text + ch, node.lm_words, node.context, node.partial,
-                        node.partial_penalty, node.words)
+        child = _Prefix(node, label, frame, node.text + ch, node.lm_words, node.context, node.partial, node.words,
+                        bonus=bonus)
         if label == self.space:
             child.words += 1
-            child.partial, child.partial_penalty = "", 0.0
+            child.partial = ""
             if self.lm is not None:
                 score, child.context = self._complete(node.context, node.partial)
                 child.lm_words += score
         else:
             child.partial = node.partial + ch
-            if self.lm is not None:
-                child.partial_penalty = 0.0 if child.partial in self._prefixes else self._unk
-        child.bonus = self._child_bonus(node, label)
         node.children[label] = child
         return child
 
@@ -202,7 +200,7 @@ class BeamSearchDecoder:
             beams = [entries[i] for _, i in ranked[:width]]
             for e in beams:
                 if e[0] is None:  # a surviving new extension: build it, first emitted here
-                    child = e[0] = self._child(e[4], e[5], t)
+                    child = e[0] = self._child(e[4], e[5], t, e[3])
                     child.emit = e[2]
         # "A B" and "A B " are the same text (a trailing space is dropped): add their probabilities first
         finals: dict[str, tuple[_Prefix, float]] = {}
