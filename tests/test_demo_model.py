@@ -15,7 +15,7 @@ from ds2_onnx.cli import app
 from ds2_onnx.export.checkpoint import sha256_file
 from ds2_onnx.runtime import LanguageModel, Transcriber
 from ds2_onnx.validation.datasets import load_dataset
-from ds2_onnx.validation.metrics import corpus_counts
+from ds2_onnx.validation.metrics import corpus_counts, wer_delta_se, word_edits
 from ds2_onnx.validation.reference import ReferencePipeline
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -97,7 +97,9 @@ def test_fp32_onnx_transcribes_exactly_like_pytorch(split, hypotheses, reference
 def test_quantized_wer_delta_is_bounded(split, hypotheses, reference, name):
     refs = [u.transcript for u in split]
     delta = corpus_counts(refs, hypotheses[name]).wer - corpus_counts(refs, reference).wer
-    print(f"{name}: WER delta {delta:+.2f} against PyTorch")
+    diffs = [word_edits(r, q)[0] - word_edits(r, b)[0] for r, q, b in zip(refs, hypotheses[name], reference)]
+    se = wer_delta_se(diffs, corpus_counts(refs, reference).words)
+    print(f"{name}: WER delta {delta:+.2f} against PyTorch (standard error {se:.2f})")
     low, high = WER_DELTA_BOUNDS[name]
     assert low <= delta <= high
 

@@ -5,7 +5,9 @@ import math
 import pytest
 
 from ds2_onnx.validation.latency import LatencySummary, cpu_model, machine_info
-from ds2_onnx.validation.metrics import ErrorCounts, char_edits, corpus_cer, corpus_counts, corpus_wer, rate, word_edits
+from ds2_onnx.validation.metrics import (
+    ErrorCounts, char_edits, corpus_cer, corpus_counts, corpus_wer, rate, wer_delta_se, word_edits,
+)
 
 
 def test_word_edits_substitution_and_deletion():
@@ -16,6 +18,18 @@ def test_word_edits_substitution_and_deletion():
 def test_word_edits_insertion_and_whitespace():
     assert word_edits("A B", "A  B   C") == (1, 2)
     assert word_edits("A B", "") == (2, 2)
+
+
+def test_wer_delta_standard_error_by_hand():
+    # differences (1, -1, 0, 2): mean 0.5, sample variance (0.25 + 2.25 + 0.25 + 2.25) / 3 = 5/3;
+    # SE of the summed difference sqrt(4 * 5/3) = 2.582 edits, over 50 words = 5.164 WER points
+    assert wer_delta_se([1, -1, 0, 2], 50) == pytest.approx(100 * math.sqrt(4 * 5 / 3) / 50)
+    assert wer_delta_se([0, 0, 0], 10) == 0.0  # same edits everywhere: no uncertainty
+    assert wer_delta_se([3, 3, 3], 10) == 0.0  # a constant shift is certain too (the mean, not the spread)
+    assert wer_delta_se([1], 10) is None and wer_delta_se([], 10) is None and wer_delta_se([1, 2], 0) is None
+    # more utterances with the same per-utterance spread: the SE of the *rate* shrinks as 1/sqrt(n)
+    small, large = wer_delta_se([1, -1] * 10, 200), wer_delta_se([1, -1] * 1000, 20000)
+    assert large == pytest.approx(small / 10, rel=0.03)  # (up to the n / (n - 1) of the sample variance)
 
 
 def test_cer_counts_spaces():

@@ -153,6 +153,13 @@ def test_json_figures_match_an_independent_recomputation(corpus, models, tiny_ch
         assert [d["id"] for d in v["differing"]] == differing
         if name != "pytorch":
             assert v["wer_delta"] == pytest.approx(v["wer"] - variants["pytorch"]["wer"])
+            diffs = [edit_distance(a.split(), b.split()) - edit_distance(a.split(), c.split())
+                     for a, b, c in zip(refs, hyps, [u["hypotheses"]["pytorch"] for u in utterances])]
+            mean = sum(diffs) / len(diffs)
+            se = 100 * (len(diffs) * sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1)) ** 0.5 / words
+            assert v["wer_delta_se"] == pytest.approx(se)
+        else:
+            assert v["wer_delta_se"] is None
         lat = v["latency"]
         assert lat["utterances"] == 4 and 0 < lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"]
         assert lat["audio_seconds"] == pytest.approx(sum(durations)) and lat["mean_rtf"] > 0
@@ -177,7 +184,8 @@ def test_workers_give_the_same_results_in_dataset_order(corpus, models, tiny_che
     assert runs[1].machine["workers"] == 2
     assert [v.name for v in runs[0].variants] == ["pytorch", "fp32", "int8"]
     for a, b in zip(runs[0].variants, runs[1].variants):
-        assert (a.name, a.errors, a.wer_delta, a.differing) == (b.name, b.errors, b.wer_delta, b.differing)
+        assert (a.name, a.errors, a.wer_delta, a.wer_delta_se, a.differing) == (
+            b.name, b.errors, b.wer_delta, b.wer_delta_se, b.differing)
         assert (a.max_logprob_diff is None) == (b.max_logprob_diff is None)
         if a.max_logprob_diff is not None:
             assert a.max_logprob_diff == pytest.approx(b.max_logprob_diff, abs=1e-6)

@@ -24,6 +24,10 @@ def _num(value: float | None, fmt: str) -> str:
     return "—" if value is None else format(value, fmt)
 
 
+def _se(value: float | None) -> str:
+    return "" if value is None else f" ±{value:.2f}"
+
+
 def report_table(report) -> Table:
     table = Table(title=f"validation on {report.dataset}", title_justify="left")
     for column in ("variant", "WER", "CER", "ΔWER", "differ", "max |Δlp|", "p50", "p90", "p99", "RTF", "audio", "wall"):
@@ -32,14 +36,14 @@ def report_table(report) -> Table:
         lat = v.latency
         table.add_row(
             f"{v.name}*" if v.is_baseline else v.name, f"{v.wer:.2f}", f"{v.cer:.2f}",
-            "—" if v.wer_delta is None else f"{v.wer_delta:+.2f}",
+            "—" if v.wer_delta is None else f"{v.wer_delta:+.2f}" + _se(v.wer_delta_se),
             "—" if v.is_baseline else str(len(v.differing)), _num(v.max_logprob_diff, ".1e"),
             f"{lat.p50:.3f}", f"{lat.p90:.3f}", f"{lat.p99:.3f}", f"{lat.mean_rtf:.3f}",
             f"{lat.audio_seconds:.1f}", f"{lat.wall_seconds:.1f}",
         )
     table.caption = (f"* baseline ({report.baseline}). {report.evaluated} evaluated, {len(report.skipped)} skipped. "
-                     "ΔWER, differ (transcripts unlike the baseline's) and max |Δlp| (log-probs) are against the "
-                     "baseline; latency p50/p90/p99, audio and wall in seconds, RTF = mean processing / audio.")
+                     "ΔWER (± its standard error over the utterances), differ (transcripts unlike the baseline's) "
+                     "and max |Δlp| (log-probs) are against the baseline; latency p50/p90/p99, audio and wall in seconds, RTF = mean processing / audio.")
     table.caption_justify = "left"
     return table
 

@@ -6,8 +6,9 @@ characters × 100, summed over the corpus first: not a mean of per-utterance rat
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, Sequence
 
 
 def _distance(reference, hypothesis) -> int:
@@ -84,3 +85,20 @@ def corpus_wer(references: Iterable[str], hypotheses: Iterable[str]) -> float:
 
 def corpus_cer(references: Iterable[str], hypotheses: Iterable[str]) -> float:
     return corpus_counts(references, hypotheses).cer
+
+
+def wer_delta_se(edit_differences: Sequence[int], words: int) -> float | None:
+    """Standard error, in WER points, of the difference between two systems' corpus WERs on the same utterances.
+
+    `edit_differences` holds, per utterance, the word edits of one system minus the other's; `words` is the
+    corpus's reference word count. The utterances are the sample (paired: both systems read the same ones), so
+    the SE is sqrt(n · var(d)) / words × 100 with the sample variance of d. A difference of a few SEs is one that
+    another draw of utterances would likely also show; within one SE it is what the choice of utterances moves.
+    None for fewer than two utterances or no reference words.
+    """
+    n = len(edit_differences)
+    if n < 2 or words <= 0:
+        return None
+    mean = sum(edit_differences) / n
+    variance = sum((d - mean) ** 2 for d in edit_differences) / (n - 1)
+    return 100.0 * math.sqrt(n * variance) / words

@@ -29,7 +29,7 @@ from ..runtime.session import SessionOptions, default_threads
 from ..runtime.transcriber import Transcriber
 from .datasets import Dataset, Utterance, load_dataset
 from .latency import LatencySummary, machine_info
-from .metrics import ErrorCounts
+from .metrics import ErrorCounts, wer_delta_se
 
 PRECISIONS = ("fp32", "int8", "int4")
 REFERENCE = "pytorch"
@@ -275,6 +275,7 @@ class VariantReport:
     is_baseline: bool
     errors: ErrorCounts
     wer_delta: float | None  # WER − baseline WER, None for the baseline itself
+    wer_delta_se: float | None  # its standard error over the utterances (paired; metrics.wer_delta_se)
     differing: tuple[Difference, ...]  # utterances whose transcript differs from the baseline's
     max_logprob_diff: float | None  # vs the baseline, over all utterances
     latency: LatencySummary
@@ -325,6 +326,7 @@ class ValidationReport:
             variants.append({
                 "name": v.name, "path": v.path, "precision": v.precision, "is_baseline": v.is_baseline,
                 "wer": v.wer, "cer": v.cer, **asdict(v.errors), "wer_delta": v.wer_delta,
+                "wer_delta_se": v.wer_delta_se,
                 "max_logprob_diff": v.max_logprob_diff,
                 "differing": [asdict(d) for d in v.differing],
                 "latency": asdict(v.latency),
@@ -356,6 +358,7 @@ class _Tally:
         self.latency: dict[str, list[float]] = {n: [] for n in names}
         self.durations: list[float] = []
         self.differing: dict[str, list[Difference]] = {n: [] for n in names}
+        self.edit_differences: dict[str, list[int]] = {n: [] for n in names}  # word edits − the baseline's
         self.max_lp: dict[str, float | None] = {n: None for n in names}
         self.max_feature: float | None = None
         self.kept: list[UtteranceResult] = []
@@ -368,9 +371,11 @@ class _Tally:
         self.kept.append(r)
         self.durations.append(r.duration)
         base = r.hypotheses[self.baseline]
+        counts = {n: ErrorCounts.of(r.transcript, r.hypotheses[n]) for n in self.names}
         for n in self.names:
             hyp = r.hypotheses[n]
-            self.counts[n] = self.counts[n] + ErrorCounts.of(r.transcript, hyp)
+            self.counts[n] = self.counts[n] + counts[n]
+            self.edit_differences[n].append(counts[n].word_edits - counts[self.baseline].word_edits)
             self.latency[n].append(r.latency[n])
             if n != self.baseline and hyp != base:
                 self.differing[n].append(Difference(r.id, base, hyp))
@@ -386,6 +391,7 @@ class _Tally:
             VariantReport(
                 n, paths[n], precisions[n], n == self.baseline, self.counts[n],
                 None if n == self.baseline else self.counts[n].wer - base_wer,
+                None if n == self.baseline else wer_delta_se(self.edit_differences[n], self.counts[n].words),
                 tuple(self.differing[n]), self.max_lp[n],
                 LatencySummary.of(self.latency[n], self.durations),
             )
@@ -481,6 +487,10 @@ def run_validation(
 
 
 # -- gates --------------------------------------------------------------------------------------------
+def _se_text(se: float | None) -> str:
+    return "" if se is None else f", standard error {se:.2f}"
+
+
 def check_gates(report: ValidationReport, max_wer_delta: float | None = None, max_p99: float | None = None) -> list[str]:
     """One message per failed gate: WER above the baseline's by more than `max_wer_delta` points, or an
     ONNX variant's p99 latency above `max_p99` seconds."""
@@ -489,7 +499,7 @@ def check_gates(report: ValidationReport, max_wer_delta: float | None = None, ma
         if max_wer_delta is not None and v.wer_delta is not None and v.wer_delta > max_wer_delta:
             failures.append(
                 f"{v.name}: WER {v.wer:.2f} vs {report.baseline} WER {report.variant(report.baseline).wer:.2f} "
-                f"(Δ {v.wer_delta:+.2f} points) exceeds --max-wer-delta {max_wer_delta:g}"
+                f"(Δ {v.wer_delta:+.2f} points{_se_text(v.wer_delta_se)}) exceeds --max-wer-delta {max_wer_delta:g}"
             )
         if max_p99 is not None and v.is_onnx and v.latency.utterances and v.latency.p99 > max_p99:
             failures.append(f"{v.name}: p99 latency {v.latency.p99:.3f} s exceeds --max-p99 {max_p99:g} s")
