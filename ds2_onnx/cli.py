@@ -49,15 +49,20 @@ def resolve_lm(lm: str | None) -> Path | None:
     return Path(lm)
 
 
-def beam_options(lm: str | None, beam_width: int | None, alpha: float | None, beta: float | None) -> BeamSearchOptions | None:
+def beam_options(lm: str | None, beam_width: int | None, alpha: float | None, beta: float | None,
+                 unk_offset: float | None = None) -> BeamSearchOptions | None:
     """Beam search settings from the CLI options: None (greedy) unless --lm or --beam-width is given."""
-    if lm is None and (alpha is not None or beta is not None):
-        raise Ds2OnnxError("--alpha and --beta weight a language model: pass --lm too")
+    if lm is None and (alpha is not None or beta is not None or unk_offset is not None):
+        raise Ds2OnnxError("--alpha, --beta and --unk-offset weight a language model: pass --lm too")
     if lm is None and beam_width is None:
         return None
     defaults = BeamSearchOptions()
-    return BeamSearchOptions(beam_width or defaults.beam_width, defaults.alpha if alpha is None else alpha,
-                             defaults.beta if beta is None else beta)
+    try:
+        return BeamSearchOptions(beam_width or defaults.beam_width, defaults.alpha if alpha is None else alpha,
+                                 defaults.beta if beta is None else beta,
+                                 unk_offset=defaults.unk_offset if unk_offset is None else unk_offset)
+    except ValueError as e:
+        raise Ds2OnnxError(str(e)) from None
 
 
 def parse_prune(prune: str, order: int) -> list[int]:
@@ -124,6 +129,7 @@ def transcribe(
     beam_width: Annotated[Optional[int], typer.Option("--beam-width", help="Hypotheses kept by beam search (default 32 with --lm; without --lm, plain CTC prefix beam search).", min=1)] = None,
     alpha: Annotated[Optional[float], typer.Option(help=f"LM weight (default {BeamSearchOptions.alpha}, tuned for the bundled LM on the demo corpus's dev split).", min=0.0)] = None,
     beta: Annotated[Optional[float], typer.Option(help=f"Bonus per word (default {BeamSearchOptions.beta}, tuned with alpha).")] = None,
+    unk_offset: Annotated[Optional[float], typer.Option("--unk-offset", help=f"Score added to each word outside the LM's vocabulary, <= 0; -inf = vocabulary words only (default {BeamSearchOptions.unk_offset:g}, tuned with alpha).", max=0.0)] = None,
 ) -> None:
     """Transcribe audio files; text on stdout, one line per file (prefixed by the path when there are several)."""
     from rich.progress import Progress
@@ -132,7 +138,7 @@ def transcribe(
 
     try:
         transcriber = Transcriber(model or default_model(), SessionOptions(threads=threads),
-                                  lm=resolve_lm(lm), beam=beam_options(lm, beam_width, alpha, beta))
+                                  lm=resolve_lm(lm), beam=beam_options(lm, beam_width, alpha, beta, unk_offset))
     except Ds2OnnxError as e:
         raise fail(str(e))
 

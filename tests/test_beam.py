@@ -99,6 +99,26 @@ def test_word_bonus_trades_against_the_lm_cost_of_a_word():
     assert BeamSearchDecoder(LABELS, 0, lm, BeamSearchOptions(alpha=0.5, beta=2.0)).decode(log_probs, FRAME).text == "THE CAT"
 
 
+def test_unk_offset_keeps_out_of_vocabulary_words_out():
+    rng = np.random.default_rng(3)
+    lm = estimate(LM_TEXT, 3)
+    # the C of CAT heard as K with 0.90: alpha * ln p(<unk>) alone does not outweigh it, an unk offset does
+    log_probs = frames_for("THE CAT SAT", rng, confusions={4: {"K": 0.90, "C": 0.08, "_": 0.02}})
+
+    def text(offset):
+        options = BeamSearchOptions(alpha=0.3, beta=1.0, unk_offset=offset)
+        return BeamSearchDecoder(LABELS, 0, lm, options).decode(log_probs, FRAME).text
+
+    assert text(0.0) == "THE KAT SAT"
+    assert text(-20.0) == text(-math.inf) == "THE CAT SAT"
+    # an out-of-vocabulary word is charged the offset once, whether it ends the utterance or not
+    for spoken in ("THE KAT", "KAT SAT"):
+        frames = frames_for(spoken, rng)
+        free = BeamSearchDecoder(LABELS, 0, lm, BeamSearchOptions(alpha=0.3, beta=1.0)).decode(frames, FRAME).text
+        strict = BeamSearchDecoder(LABELS, 0, lm, BeamSearchOptions(alpha=0.3, beta=1.0, unk_offset=-math.inf))
+        assert free == spoken and all(w in lm for w in strict.decode(frames, FRAME).text.split())
+
+
 def test_empty_and_silent_inputs():
     decoder = BeamSearchDecoder(LABELS, 0, estimate(LM_TEXT, 2))
     assert decoder.decode(np.zeros((0, len(LABELS))), FRAME).text == ""
@@ -112,5 +132,9 @@ def test_options_are_checked():
         BeamSearchOptions(beam_width=0)
     with pytest.raises(ValueError, match="alpha"):
         BeamSearchOptions(alpha=-1)
+    for offset in (0.5, math.nan, math.inf):
+        with pytest.raises(ValueError, match="unk_offset"):
+            BeamSearchOptions(unk_offset=offset)
+    assert BeamSearchOptions(unk_offset=-math.inf).oov_score(0) == 0.0  # no out-of-vocabulary word: no charge
     with pytest.raises(ValueError, match="no space"):
         BeamSearchDecoder("_AB", 0)

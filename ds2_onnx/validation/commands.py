@@ -1,7 +1,7 @@
 """The `ds2-onnx validate`, `tune-lm` and `download` commands, registered by ds2_onnx.cli.
 
-Imported when the CLI starts, so it imports only typer and rich at module level: the validation code, and
-with it torch, librosa and matplotlib, are loaded inside the commands.
+Imported when the CLI starts, so it imports only typer, rich and the beam search's options (numpy) at module
+level: the validation code, and with it torch, librosa and matplotlib, are loaded inside the commands.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..console import err, fail, out
+from ..runtime.beam import BeamSearchOptions
 
 GATE_EXIT_CODE = 3  # a gate failed: distinct from usage errors (1, and 2 from typer)
 SHOWN_DIFFERENCES = 5
@@ -69,6 +70,7 @@ def validate(
     beam_width: Annotated[Optional[int], typer.Option("--beam-width", min=1, help="Beam width (default 32 with --lm; without --lm, plain CTC prefix beam search).")] = None,
     alpha: Annotated[Optional[float], typer.Option(help="LM weight, as for transcribe.", min=0.0)] = None,
     beta: Annotated[Optional[float], typer.Option(help="Word bonus, as for transcribe.")] = None,
+    unk_offset: Annotated[Optional[float], typer.Option("--unk-offset", max=0.0, help="Out-of-vocabulary offset, as for transcribe.")] = None,
 ) -> None:
     """Compare WER, transcripts, log-probs and latency of every exported precision (and PyTorch) on a dataset."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -100,7 +102,7 @@ def validate(
                 progress.advance(task)
 
             report = run_validation(dataset, model, checkpoint, limit, workers, threads, data_dir,
-                                    resolve_lm(lm), beam_options(lm, beam_width, alpha, beta),
+                                    resolve_lm(lm), beam_options(lm, beam_width, alpha, beta, unk_offset),
                                     on_start=on_start, on_result=on_result)
     except Ds2OnnxError as e:
         raise fail(str(e))
@@ -139,6 +141,11 @@ def validate(
         raise typer.Exit(GATE_EXIT_CODE)
 
 
+def _offset_json(value: float) -> float | str:
+    """An unk offset for JSON, which has no infinity: -inf as the string "-inf" (float() reads it back)."""
+    return value if value > float("-inf") else "-inf"
+
+
 def _floats(text: str, option: str) -> list[float]:
     try:
         values = [float(v) for v in text.split(",") if v.strip()]
@@ -156,13 +163,14 @@ def tune_lm(
     alpha: Annotated[str, typer.Option(help="Comma-separated LM weights to try.")] = "0.5,0.8,1.1",
     beta: Annotated[str, typer.Option(help="Comma-separated word bonuses to try.")] = "3,4.5,6,7.5",
     beam_width: Annotated[int, typer.Option("--beam-width", min=1, help="Beam width used for every point.")] = 32,
+    unk_offset: Annotated[str, typer.Option("--unk-offset", help="Comma-separated out-of-vocabulary offsets to try (<= 0; -inf = vocabulary words only), e.g. 0,-10,-inf.")] = f"{BeamSearchOptions.unk_offset:g}",
     limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="Tune on N utterances spread evenly over the dataset.")] = None,
     jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", min=1, help="Processes decoding grid points in parallel (default: all cores).")] = None,
     threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="ONNX Runtime threads for the model pass.")] = None,
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Write every grid point to this JSON file.")] = None,
     data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="Where split names are looked up (as for validate).")] = None,
 ) -> None:
-    """Pick the LM weight (alpha) and word bonus (beta) for `transcribe --lm` by WER on development data."""
+    """Pick the LM weight (alpha), word bonus (beta) and unk offset for `transcribe --lm` by WER on development data."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from ..cli import default_model, resolve_lm
@@ -170,14 +178,14 @@ def tune_lm(
     from .tune import tune_lm as run_tuning
     from .validate import write_json
 
-    alphas, betas = _floats(alpha, "--alpha"), _floats(beta, "--beta")
+    alphas, betas, offsets = _floats(alpha, "--alpha"), _floats(beta, "--beta"), _floats(unk_offset, "--unk-offset")
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     try:
         with Progress(*columns, console=err, transient=True) as progress:
             task = progress.add_task("loading", total=None)
             report = run_tuning(
-                dataset, model or default_model(), resolve_lm(lm), alphas, betas, beam_width, limit, jobs, threads,
-                data_dir,
+                dataset, model or default_model(), resolve_lm(lm), alphas, betas, beam_width, offsets, limit, jobs,
+                threads, data_dir,
                 on_stage=lambda stage, total: progress.update(task, description=stage, total=total, completed=0),
                 on_step=lambda: progress.advance(task),
                 on_skip=lambda uid, e: progress.console.print(f"[yellow]skipped[/] {escape(uid)}: {escape(e)}"),
@@ -187,18 +195,18 @@ def tune_lm(
     best = report.best
     table = Table(title=f"beam search (width {report.beam_width}) on {report.dataset}, {report.utterances} utterances",
                   title_justify="left")
-    for column in ("alpha", "beta", "WER", "CER", "s/utt"):
+    for column in ("alpha", "beta", "unk offset", "WER", "CER", "s/utt"):
         table.add_column(column, justify="right")
-    for p in sorted(report.points, key=lambda p: (p.alpha, p.beta)):
+    for p in sorted(report.points, key=lambda p: (p.alpha, p.beta, -p.unk_offset)):
         style = "bold" if p is best else None
-        table.add_row(f"{p.alpha:g}", f"{p.beta:g}", f"{p.wer:.2f}", f"{p.cer:.2f}", f"{p.seconds_per_utterance:.3f}",
-                      style=style)
+        table.add_row(f"{p.alpha:g}", f"{p.beta:g}", f"{p.unk_offset:g}", f"{p.wer:.2f}", f"{p.cer:.2f}",
+                      f"{p.seconds_per_utterance:.3f}", style=style)
     console = _stdout()
     console.print(table)
     console.print(f"greedy: WER {report.greedy.wer:.2f} CER {report.greedy.cer:.2f}; beam without LM: WER "
                   f"{report.no_lm.wer:.2f} CER {report.no_lm.cer:.2f}", markup=False)
-    console.print(f"best: --alpha {best.alpha:g} --beta {best.beta:g} (WER {best.wer:.2f}, CER {best.cer:.2f})",
-                  markup=False)
+    console.print(f"best: --alpha {best.alpha:g} --beta {best.beta:g} --unk-offset {best.unk_offset:g} "
+                  f"(WER {best.wer:.2f}, CER {best.cer:.2f})", markup=False)
     if best.alpha in (min(alphas), max(alphas)) and len(alphas) > 1 or best.beta in (min(betas), max(betas)) and len(betas) > 1:
         err.print("[yellow]note:[/] the best point is on the edge of the grid; widen it")
     if json_path is not None:
@@ -207,9 +215,10 @@ def tune_lm(
             "beam_width": report.beam_width,
             "greedy": {"wer": report.greedy.wer, "cer": report.greedy.cer},
             "beam_no_lm": {"wer": report.no_lm.wer, "cer": report.no_lm.cer},
-            "points": [{"alpha": p.alpha, "beta": p.beta, "wer": p.wer, "cer": p.cer,
-                        "seconds_per_utterance": p.seconds_per_utterance} for p in report.points],
-            "best": {"alpha": best.alpha, "beta": best.beta, "wer": best.wer, "cer": best.cer},
+            "points": [{"alpha": p.alpha, "beta": p.beta, "unk_offset": _offset_json(p.unk_offset), "wer": p.wer,
+                        "cer": p.cer, "seconds_per_utterance": p.seconds_per_utterance} for p in report.points],
+            "best": {"alpha": best.alpha, "beta": best.beta, "unk_offset": _offset_json(best.unk_offset), "wer": best.wer,
+                     "cer": best.cer},
         }
         try:
             write_json(payload, json_path)

@@ -1,6 +1,7 @@
-"""Grid search of the beam search's LM weight (alpha) and word bonus (beta) on a dataset: `ds2-onnx tune-lm`.
+"""Grid search of the beam search's LM weight (alpha), word bonus (beta) and out-of-vocabulary offset
+(unk_offset) on a dataset: `ds2-onnx tune-lm`.
 
-The model runs once per utterance; every (alpha, beta) point then only re-decodes the kept log-probs, in
+The model runs once per utterance; every grid point then only re-decodes the kept log-probs, in
 parallel processes. Tune on a development split, then report WER on a test split with the chosen values:
 tuning and reporting on the same data overstates the gain.
 """
@@ -30,6 +31,7 @@ from .metrics import ErrorCounts
 class GridPoint:
     alpha: float
     beta: float
+    unk_offset: float
     counts: ErrorCounts
     seconds_per_utterance: float  # beam search time only (the model ran once, before the grid)
 
@@ -75,11 +77,12 @@ def _init(data, labels, blank, lm, beam_width, frame_duration):
     _DECODE.update(labels=labels, blank=blank, lm=lm, beam_width=beam_width, frame_duration=frame_duration)
 
 
-def _decode_all(point: tuple[float, float] | None) -> tuple[ErrorCounts, float]:
+def _decode_all(point: tuple[float, float, float] | None) -> tuple[ErrorCounts, float]:
     d = _DECODE
     lm = d["lm"] if point is not None else None
-    alpha, beta = point if point is not None else (0.0, 0.0)
-    decoder = BeamSearchDecoder(d["labels"], d["blank"], lm, BeamSearchOptions(d["beam_width"], alpha, beta))
+    alpha, beta, unk_offset = point if point is not None else (0.0, 0.0, 0.0)
+    decoder = BeamSearchDecoder(d["labels"], d["blank"], lm,
+                                BeamSearchOptions(d["beam_width"], alpha, beta, unk_offset=unk_offset))
     total = ErrorCounts()
     start = time.perf_counter()
     for reference, log_probs in _DATA:
@@ -94,6 +97,7 @@ def tune_lm(
     alphas: Sequence[float],
     betas: Sequence[float],
     beam_width: int = BeamSearchOptions.beam_width,
+    unk_offsets: Sequence[float] = (BeamSearchOptions.unk_offset,),
     limit: int | None = None,
     jobs: int | None = None,
     threads: int | None = None,
@@ -102,11 +106,11 @@ def tune_lm(
     on_step: Callable[[], None] = lambda: None,
     on_skip: Callable[[str, str], None] = lambda utterance, error: None,
 ) -> TuneReport:
-    if not alphas or not betas:
-        raise ValueError("give at least one alpha and one beta")
-    for a in alphas:
-        for b in betas:
-            BeamSearchOptions(beam_width, a, b)  # raises on a bad value before the model runs
+    if not alphas or not betas or not unk_offsets:
+        raise ValueError("give at least one alpha, one beta and one unk offset")
+    grid = [(float(a), float(b), float(u)) for a in alphas for b in betas for u in unk_offsets]
+    for a, b, u in grid:
+        BeamSearchOptions(beam_width, a, b, unk_offset=u)  # raises on a bad value before the model runs
     lm_model = lm if isinstance(lm, LanguageModel) else LanguageModel.load(lm)
     transcriber = Transcriber(model, SessionOptions(threads=threads))
     info = transcriber.info
@@ -136,7 +140,7 @@ def tune_lm(
     for reference, log_probs in data:
         greedy = greedy + ErrorCounts.of(reference, transcriber.decode(log_probs).text)
 
-    grid = [None] + [(float(a), float(b)) for a in alphas for b in betas]
+    grid = [None] + grid
     on_stage("decoding the grid", len(grid))
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(grid)))
     init = (data, info.labels, info.blank_index, lm_model, beam_width, info.frame_duration)
@@ -154,5 +158,5 @@ def tune_lm(
             for result in pool.map(_decode_all, grid):
                 results.append(result)
                 on_step()
-    points = tuple(GridPoint(a, b, counts, seconds) for (a, b), (counts, seconds) in zip(grid[1:], results[1:]))
+    points = tuple(GridPoint(a, b, u, counts, seconds) for (a, b, u), (counts, seconds) in zip(grid[1:], results[1:]))
     return TuneReport(str(dataset), len(data), skipped, beam_width, greedy, results[0][0], points)

@@ -80,7 +80,8 @@ class EvalConfig:
         o = self.beam or BeamSearchOptions()
         if self.lm is None:
             return f"beam search (width {o.beam_width}), no LM"
-        return f"beam search (width {o.beam_width}) with LM {self.lm} (alpha {o.alpha:g}, beta {o.beta:g})"
+        return (f"beam search (width {o.beam_width}) with LM {self.lm} (alpha {o.alpha:g}, beta {o.beta:g}, "
+                f"unk offset {o.unk_offset:g})")
 
     @property
     def baseline(self) -> str:
