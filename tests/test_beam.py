@@ -82,12 +82,15 @@ def test_language_model_corrects_an_out_of_vocabulary_spelling():
     log_probs = frames_for("THE CAT SAT", rng, confusions={4: {"K": 0.55, "C": 0.40, "_": 0.05}})
     assert decode(log_probs, LABELS, 0, FRAME).text == "THE KAT SAT"
     lm = estimate(LM_TEXT, 3)
-    fused = BeamSearchDecoder(LABELS, 0, lm, BeamSearchOptions(alpha=0.8, beta=1.0)).decode(log_probs, FRAME)
+    fused = BeamSearchDecoder(LABELS, 0, lm, BeamSearchOptions(alpha=0.8, beta=1.0, unk_offset=0.0)).decode(log_probs, FRAME)
     assert fused.text == "THE CAT SAT"
     assert [w.text for w in fused.words] == ["THE", "CAT", "SAT"]
     assert [round(w.start / FRAME) for w in fused.words] == [0, 8, 16]  # two frames per character
-    no_weight = BeamSearchDecoder(LABELS, 0, lm, BeamSearchOptions(alpha=0.0, beta=0.0)).decode(log_probs, FRAME)
-    assert no_weight.text == "THE KAT SAT"
+    no_weight = BeamSearchOptions(alpha=0.0, beta=0.0, unk_offset=0.0)
+    assert BeamSearchDecoder(LABELS, 0, lm, no_weight).decode(log_probs, FRAME).text == "THE KAT SAT"
+    # the default allows vocabulary words only, even with the LM's probabilities switched off
+    lexicon_only = BeamSearchOptions(alpha=0.0, beta=0.0)
+    assert BeamSearchDecoder(LABELS, 0, lm, lexicon_only).decode(log_probs, FRAME).text == "THE CAT SAT"
 
 
 def test_word_bonus_trades_against_the_lm_cost_of_a_word():
@@ -96,7 +99,7 @@ def test_word_bonus_trades_against_the_lm_cost_of_a_word():
     log_probs = frames_for("THE CAT", rng, confusions={3: {" ": 0.45, "_": 0.55}})
     assert decode(log_probs, LABELS, 0, FRAME).text == "THECAT"
     lm = estimate(LM_TEXT, 3)
-    assert BeamSearchDecoder(LABELS, 0, lm, BeamSearchOptions(alpha=0.5, beta=2.0)).decode(log_probs, FRAME).text == "THE CAT"
+    assert BeamSearchDecoder(LABELS, 0, lm, BeamSearchOptions(alpha=0.5, beta=2.0, unk_offset=0.0)).decode(log_probs, FRAME).text == "THE CAT"
 
 
 def test_unk_offset_keeps_out_of_vocabulary_words_out():
@@ -106,7 +109,7 @@ def test_unk_offset_keeps_out_of_vocabulary_words_out():
     log_probs = frames_for("THE CAT SAT", rng, confusions={4: {"K": 0.90, "C": 0.08, "_": 0.02}})
 
     def text(offset):
-        options = BeamSearchOptions(alpha=0.3, beta=1.0, unk_offset=offset)
+        options = BeamSearchOptions(alpha=0.3, beta=1.0, unk_offset=offset)  # the default offset is -inf
         return BeamSearchDecoder(LABELS, 0, lm, options).decode(log_probs, FRAME).text
 
     assert text(0.0) == "THE KAT SAT"
@@ -114,7 +117,7 @@ def test_unk_offset_keeps_out_of_vocabulary_words_out():
     # an out-of-vocabulary word is charged the offset once, whether it ends the utterance or not
     for spoken in ("THE KAT", "KAT SAT"):
         frames = frames_for(spoken, rng)
-        free = BeamSearchDecoder(LABELS, 0, lm, BeamSearchOptions(alpha=0.3, beta=1.0)).decode(frames, FRAME).text
+        free = BeamSearchDecoder(LABELS, 0, lm, BeamSearchOptions(alpha=0.3, beta=1.0, unk_offset=0.0)).decode(frames, FRAME).text
         strict = BeamSearchDecoder(LABELS, 0, lm, BeamSearchOptions(alpha=0.3, beta=1.0, unk_offset=-math.inf))
         assert free == spoken and all(w in lm for w in strict.decode(frames, FRAME).text.split())
 

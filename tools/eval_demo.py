@@ -35,13 +35,15 @@ def main() -> None:
     parser.add_argument("--beam-width", type=int)
     parser.add_argument("--alpha", type=float, default=BeamSearchOptions.alpha)
     parser.add_argument("--beta", type=float, default=BeamSearchOptions.beta)
+    parser.add_argument("--unk-offset", type=float, default=BeamSearchOptions.unk_offset)
     args = parser.parse_args()
 
     speakers = json.loads(args.voices.read_text())["speakers"]
     natural = {t for _, t in sentences.load_sources().natural}
     beam = None
     if args.lm or args.beam_width:
-        beam = BeamSearchOptions(args.beam_width or BeamSearchOptions.beam_width, args.alpha, args.beta)
+        beam = BeamSearchOptions(args.beam_width or BeamSearchOptions.beam_width, args.alpha, args.beta,
+                                 unk_offset=args.unk_offset)
     transcriber = Transcriber(args.model, SessionOptions(threads=args.threads), lm=args.lm, beam=beam)
     print(f"decoder: {transcriber.decoder or 'greedy'}")
     dataset = load_dataset(args.split, transcriber.info.labels, transcriber.info.blank_index)

@@ -35,12 +35,12 @@ class BeamSearchOptions:
     beam_width: int = 32
     # alpha and beta were tuned for the bundled demo LM on the demo corpus's dev split (docs/demo-model.md);
     # tune them again for another model or LM. Both are unused without an LM.
-    alpha: float = 0.8  # LM weight (on natural-log probabilities)
-    beta: float = 6.0  # bonus per word
+    alpha: float = 0.5  # LM weight (on natural-log probabilities)
+    beta: float = 0.0  # bonus per word
     prune_log_prob: float = -10.0  # labels below this log-prob at a frame are not tried as extensions
     # added (natural log, not weighted by alpha) to a word outside the LM's vocabulary, beyond alpha * its
     # <unk> log-prob; -inf: vocabulary words only. Unused without an LM.
-    unk_offset: float = 0.0
+    unk_offset: float = -math.inf
 
     def __post_init__(self):
         if self.beam_width < 1:
