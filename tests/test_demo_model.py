@@ -27,7 +27,7 @@ SPLIT = ROOT / "samples" / "demo-test"
 # docs/demo-model.md): PyTorch WER 50.41 (486 words: one word is 0.21 points); int8 +1.44 (24 transcripts differ,
 # standard error 1.02), int4 +0.00 (42 differ, standard error 1.47). On this weak model the quantized exports change
 # half or more of the 60 transcripts, in both directions, so 60 clips measure a delta only to about ±2 points
-# (two standard errors): over stages 10 to 15 the int4 delta here went from -2.06 to +2.67 while on the
+# (two standard errors): over stages 10 to 15 the int4 delta here ranged from -2.06 to +2.67 while on the
 # 600-utterance test split it stayed within half a point of fp32. So the bars hold for what the clips can show:
 # int8 may lose at most 0.5 points (the bar) and int4 1.5, beyond two standard errors (delta - 2 SE must
 # not exceed them); a gain beyond two standard errors of 1.5 (int8) or 3.0 (int4) points would mean it is no

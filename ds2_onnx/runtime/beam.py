@@ -4,9 +4,9 @@ Each hypothesis is scored  log p_ctc(prefix) + alpha * ln p_lm(words) + beta * (
 + unk_offset * (words outside the LM's vocabulary). A word is scored by the LM when the space after it is
 emitted (and the last one at the end, with </s>); while a word is being spelled, a prefix that no vocabulary
 word starts with is charged the LM's <unk> score and `unk_offset` at once, so misspellings drop out of the
-beam early. `unk_offset=-inf` allows vocabulary words only (a lexicon-constrained search). Without an LM this is plain CTC prefix beam
-search. Greedy decoding (`decoding.decode`) stays the default everywhere: it is what the MLPerf reference
-measures, so WER parity checks use it.
+beam early. `unk_offset=-inf` (the default) allows vocabulary words only, a lexicon-constrained search.
+Without an LM this is plain CTC prefix beam search. Greedy decoding (`decoding.decode`) stays the default
+everywhere: it is what the MLPerf reference measures, so WER parity checks use it.
 """
 
 from __future__ import annotations
@@ -33,8 +33,9 @@ def _logaddexp(a: float, b: float) -> float:
 @dataclass(frozen=True)
 class BeamSearchOptions:
     beam_width: int = 32
-    # alpha and beta were tuned for the bundled demo LM on the demo corpus's dev split (docs/demo-model.md);
-    # tune them again for another model or LM. Both are unused without an LM.
+    # alpha, beta and unk_offset were tuned for the bundled demo LM on the demo corpus's dev split
+    # (docs/demo-model.md); tune them again for another model or LM (`ds2-onnx tune-lm`). All three are unused
+    # without an LM.
     alpha: float = 0.5  # LM weight (on natural-log probabilities)
     beta: float = 0.0  # bonus per word
     prune_log_prob: float = -10.0  # labels below this log-prob at a frame are not tried as extensions
