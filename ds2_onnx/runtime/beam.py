@@ -121,13 +121,13 @@ class BeamSearchDecoder:
         if self.lm is None:
             return 0.0
         o = self.options
-        if label == self.space:
-            oov = node.oov + (node.partial not in self.lm)
-            return (o.alpha * (node.lm_words + self._word_score(node.context, node.partial)) + o.beta * (node.words + 1)
-                    + o.oov_score(oov))
-        if node.partial + self.labels[label] in self._prefixes:
-            return o.alpha * node.lm_words + o.beta * (node.words + 1) + o.oov_score(node.oov)
-        return o.alpha * (node.lm_words + self._unk) + o.beta * (node.words + 1) + o.oov_score(node.oov + 1)
+        if label == self.space:  # the word is complete: the LM scores it
+            lm, oov = node.lm_words + self._word_score(node.context, node.partial), node.oov + (node.partial not in self.lm)
+        elif node.partial + self.labels[label] in self._prefixes:  # still spelling a vocabulary word
+            lm, oov = node.lm_words, node.oov
+        else:  # no vocabulary word starts like this: charged as <unk> at once
+            lm, oov = node.lm_words + self._unk, node.oov + 1
+        return o.alpha * lm + o.beta * (node.words + 1) + o.oov_score(oov)
 
     def _child(self, node: _Prefix, label: int, frame: int, bonus: float) -> _Prefix:
         """The prefix `node` extended by `label` (not a space after a space or at the start: those keep `node`);
