@@ -3,11 +3,11 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-APT_PACKAGES := espeak-ng flite sox fortunes wamerican
+APT_PACKAGES := espeak-ng flite festival festvox-kdlpc16k festvox-kallpc16k festvox-us-slt-hts sox fortunes wamerican
 
 .PHONY: install system-deps test test-slow demo bench clean
 
-# Debian packages for making speech (espeak-ng, flite) and sentences (fortunes, wamerican) for tests and
+# Debian packages for making speech (espeak-ng, flite, festival and three of its English voices) and sentences (fortunes, wamerican) for tests and
 # the demo corpus; skipped when already present.
 system-deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; done; \

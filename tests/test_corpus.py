@@ -1,7 +1,8 @@
 """tools/make_corpus.py: a tiny synthetic corpus, its layout, audio, text and determinism.
 
-Needs the Debian packages espeak-ng, flite, fortunes, fortunes-min and wamerican
-(CI installs them); without them these tests fail, they do not skip.
+Needs the Debian packages espeak-ng, flite, fortunes, fortunes-min and wamerican, and for
+--extend festival with festvox-kdlpc16k, festvox-kallpc16k and festvox-us-slt-hts (CI installs
+them all); without them these tests fail, they do not skip.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TOOL = ROOT / "tools" / "make_corpus.py"
 sys.path.insert(0, str(ROOT / "tools"))
 
+import make_corpus as mc  # noqa: E402
 import sentences  # noqa: E402
 from conftest import make_corpus
 
@@ -113,7 +115,7 @@ def test_voices_and_held_out(corpora):
     assert voices["seed"] == 0
     for sid, s in spk.items():
         assert sid.isdigit()
-        assert s["synth"] in ("espeak-ng", "flite")
+        assert s["synth"] in ("espeak-ng", "flite")     # festival only comes with --extend
         for key in ("voice", "variant", "speed", "pitch", "splits", "held_out"):
             assert key in s, (sid, key)
     used = {split: {uid.split("-")[0] for uid in utts}
@@ -172,6 +174,95 @@ def test_missing_synthesiser_is_one_line_error(tmp_path):
     assert p.returncode == 1
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and "espeak-ng" in lines[0] and "not found" in lines[0], p.stderr
+
+
+def _extend(root: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(TOOL), "--extend", str(root), *extra],
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+@pytest.fixture(scope="module")
+def extended(corpora, tmp_path_factory):
+    """Corpus `a` extended twice over (two copies, serial and parallel) with festival and flite speakers."""
+    import shutil
+
+    a, _, _ = corpora
+    base = tmp_path_factory.mktemp("extended")
+    out = []
+    for name, jobs in (("x", "2"), ("y", "1")):
+        shutil.copytree(a, base / name)
+        p = _extend(base / name, "--festival-speakers", "3", "--flite-speakers", "1",
+                    "--per-speaker", "2", "--jobs", jobs)
+        assert p.returncode == 0, p.stderr
+        out.append(base / name)
+    return a, out[0], out[1], p
+
+
+def test_extend_adds_train_only_speakers(extended):
+    a, x, _, proc = extended
+    before = json.loads((a / "voices.json").read_text())
+    after = json.loads((x / "voices.json").read_text())
+    old_ids = set(before["speakers"])
+    new = {k: v for k, v in after["speakers"].items() if k not in old_ids}
+    assert {k: after["speakers"][k] for k in old_ids} == before["speakers"]
+    assert len(new) == 4 and min(map(int, new)) > max(map(int, old_ids))
+    assert sorted(s["voice"] for s in new.values() if s["synth"] == "festival") == sorted(mc.FESTIVAL_VOICES)
+    assert [s["voice"] for s in new.values() if s["synth"] == "flite"] == [mc.FLITE_SEEN_VOICES[0]]
+    for s in new.values():
+        assert s["splits"] == ["train"] and s["utterances"] == {"train": 2} and not s["held_out"]
+        lo, hi = mc.EXTEND_VTLP
+        assert lo <= s["vtlp"] <= hi
+    ext = after["extensions"]
+    assert len(ext) == 1 and ext[0]["festival_speakers"] == 3 and ext[0]["flite_speakers"] == 1
+    assert ext[0]["speaker_ids"] == [min(map(int, new)), max(map(int, new))]
+    # new speakers read sentences from train only; dev and test are byte-identical
+    ta, tx = _transcripts(a), _transcripts(x)
+    added = {u: t for u, t in tx["train"].items() if u not in ta["train"]}
+    assert len(added) == 8 and set(added.values()) <= set(ta["train"].values())
+    assert tx["dev"] == ta["dev"] and tx["test"] == ta["test"]
+    for f in a.glob("[dt]e*/**/*.flac"):
+        assert f.read_bytes() == (x / f.relative_to(a)).read_bytes()
+    for uid in added:
+        spk, chap, _ = uid.split("-")
+        y, sr = sf.read(str(x / "train" / spk / chap / f"{uid}.flac"), dtype="int16")
+        assert sr == 16000 and y.ndim == 1 and len(y) > sr // 2 and np.abs(y).max() > 1000
+    sa = json.loads((a / "summary.json").read_text())["splits"]
+    sx = json.loads((x / "summary.json").read_text())["splits"]
+    assert sx["train"]["utterances"] == sa["train"]["utterances"] + 8
+    assert sx["train"]["speakers"] == sa["train"]["speakers"] + 4
+    assert sx["train"]["seconds"] > sa["train"]["seconds"] and sx["dev"] == sa["dev"]
+    assert "extended" in proc.stderr and "+4 train speakers" in proc.stderr
+
+
+def test_extend_deterministic_and_jobs_independent(extended):
+    _, x, y, _ = extended
+    assert (x / "voices.json").read_bytes() == (y / "voices.json").read_bytes()
+    for f in x.rglob("*.flac"):
+        assert f.read_bytes() == (y / f.relative_to(x)).read_bytes(), f
+
+
+def test_extend_errors_are_one_line(tmp_path, corpora):
+    (tmp_path / "empty").mkdir()
+    p = _extend(tmp_path / "empty", "--festival-speakers", "1")
+    assert p.returncode == 1 and len(p.stderr.strip().splitlines()) == 1
+    assert "not a corpus made by this tool" in p.stderr
+    a, _, _ = corpora
+    p = _extend(a)                                   # nothing to add; the corpus is untouched
+    assert p.returncode == 1 and "--festival-speakers" in p.stderr
+    p = subprocess.run([sys.executable, str(TOOL), "--extend", str(a), "--out", str(tmp_path / "o")],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and "exactly one of --out" in p.stderr
+
+
+def test_streamed_wav_with_zero_sizes_is_read():
+    # festival writing to a pipe leaves the RIFF and data sizes 0
+    pcm = np.array([0, 1000, -1000, 32767], dtype="<i2")
+    head = (b"RIFF" + (0).to_bytes(4, "little") + b"WAVEfmt " + (16).to_bytes(4, "little")
+            + (1).to_bytes(2, "little") + (1).to_bytes(2, "little") + (16000).to_bytes(4, "little")
+            + (32000).to_bytes(4, "little") + (2).to_bytes(2, "little") + (16).to_bytes(2, "little")
+            + b"data" + (0).to_bytes(4, "little"))
+    x, sr = mc._parse_wav(head + pcm.tobytes())
+    assert sr == 16000 and np.array_equal(x, pcm)
 
 
 @pytest.mark.parametrize("raw, spoken", [

@@ -34,8 +34,17 @@ optional noise) seeded from (seed, split, index).  espeak-ng and flite are
 deterministic, so the same seed gives byte-identical transcripts and
 identical audio, whatever --jobs is.
 
+    python tools/make_corpus.py --extend DIR --festival-speakers 18 --flite-speakers 12
+
+adds train-only speakers to an existing corpus: festival voices (ked and kal
+diphones, the slt HTS voice; never used by --out) and more flite speakers of the
+seen voices, all with a wider resampling range (EXTEND_VTLP).  They read
+sentences already in DIR/train, so dev and test, their sentences and held-out
+voices stay as they were; voices.json records each extension under "extensions".
+
 Needs the Debian packages espeak-ng, flite, fortunes, fortunes-min, wamerican
-and the Python packages numpy, soundfile, soxr.
+(and for --extend festival, festvox-kdlpc16k, festvox-kallpc16k,
+festvox-us-slt-hts) and the Python packages numpy, soundfile, soxr.
 """
 
 from __future__ import annotations
@@ -80,6 +89,14 @@ ESPEAK_SEEN_VARIANTS_F = ("f1", "f2", "f3", "f5", "Alicia", "Andrea", "Annie",
 ESPEAK_HELDOUT_VARIANTS = ("m6", "f4", "belinda")
 FLITE_SEEN_VOICES = ("kal", "kal16", "awb", "slt")
 FLITE_HELDOUT_VOICES = ("rms",)      # rms ignores f0_shift: its pitch stays 1.0
+# festival voices (Debian festvox-kdlpc16k, festvox-kallpc16k, festvox-us-slt-hts), used only
+# by --extend.  Diphone voices take a pitch factor through their intonation targets
+# (mean, std in Hz, from the voice's own int_lr_params); the HTS voice makes its own f0.
+FESTIVAL_VOICES = {"ked_diphone": (105, 15), "kal_diphone": (105, 14),
+                   "cmu_us_slt_arctic_hts": None}
+FESTIVAL_PACKAGES = {"ked_diphone": "festvox-kdlpc16k", "kal_diphone": "festvox-kallpc16k",
+                     "cmu_us_slt_arctic_hts": "festvox-us-slt-hts"}
+EXTEND_VTLP = (0.88, 1.14)          # wider resampling range for --extend speakers
 HELDOUT_KINDS = ("accent", "flite-voice", "variant", "combination")
 
 
@@ -94,12 +111,12 @@ class CorpusError(RuntimeError):
 @dataclass
 class Speaker:
     id: int
-    synth: str                 # "espeak-ng" or "flite"
-    voice: str                 # espeak accent or flite voice name
-    variant: str               # espeak variant ("" for none / flite)
-    speed: float               # espeak words per minute / flite duration_stretch
-    pitch: float               # espeak pitch 0-99 / flite f0_shift factor
-    word_gap: int              # espeak -g (units of 10 ms); 0 for flite
+    synth: str                 # "espeak-ng", "flite" or "festival"
+    voice: str                 # espeak accent, flite or festival voice name
+    variant: str               # espeak variant ("" for none / flite / festival)
+    speed: float               # espeak words per minute / flite duration_stretch / festival Duration_Stretch
+    pitch: float               # espeak pitch 0-99 / flite or festival f0 factor
+    word_gap: int              # espeak -g (units of 10 ms); 0 otherwise
     vtlp: float                # resampling factor applied to the synthesiser output
     held_out: bool = False
     held_out_reason: str | None = None
@@ -109,8 +126,9 @@ class Speaker:
     def as_json(self) -> dict:
         d = asdict(self)
         d.pop("id")
-        d["speed_unit"] = "words_per_minute" if self.synth == "espeak-ng" else "duration_stretch"
-        d["pitch_unit"] = "espeak_pitch_0_99" if self.synth == "espeak-ng" else "f0_shift_factor"
+        espeak = self.synth == "espeak-ng"
+        d["speed_unit"] = "words_per_minute" if espeak else "duration_stretch"
+        d["pitch_unit"] = "espeak_pitch_0_99" if espeak else "f0_shift_factor"
         return d
 
 
@@ -121,11 +139,19 @@ def _espeak_speaker(rng: random.Random, sid: int, accent: str, variant: str) -> 
                    vtlp=round(rng.uniform(0.94, 1.06), 3))
 
 
-def _flite_speaker(rng: random.Random, sid: int, voice: str) -> Speaker:
+def _flite_speaker(rng: random.Random, sid: int, voice: str,
+                   vtlp: tuple[float, float] = (0.94, 1.06)) -> Speaker:
     pitch = 1.0 if voice == "rms" else round(rng.uniform(0.85, 1.2), 3)
     return Speaker(id=sid, synth="flite", voice=voice, variant="",
                    speed=round(rng.uniform(0.8, 1.25), 3), pitch=pitch, word_gap=0,
-                   vtlp=round(rng.uniform(0.94, 1.06), 3))
+                   vtlp=round(rng.uniform(*vtlp), 3))
+
+
+def _festival_speaker(rng: random.Random, sid: int, voice: str) -> Speaker:
+    pitch = 1.0 if FESTIVAL_VOICES[voice] is None else round(rng.uniform(0.85, 1.2), 3)
+    return Speaker(id=sid, synth="festival", voice=voice, variant="",
+                   speed=round(rng.uniform(0.85, 1.2), 3), pitch=pitch, word_gap=0,
+                   vtlp=round(rng.uniform(*EXTEND_VTLP), 3))
 
 
 def _seen_variant(rng: random.Random) -> str:
@@ -275,26 +301,38 @@ def _parse_wav(data: bytes) -> tuple[np.ndarray, int]:
         elif cid == b"data":
             if not fmt_ok:
                 raise RuntimeError("unexpected WAV format (want 16-bit mono PCM)")
-            raw = data[body:body + size] if size < 0x7F000000 else data[body:]
+            # a streamed WAV (festival to a pipe) leaves the size 0; take the rest then
+            raw = data[body:body + size] if 0 < size < 0x7F000000 else data[body:]
             raw = raw[: len(raw) // 2 * 2]
             return np.frombuffer(raw, dtype="<i2").copy(), sr
         pos = body + size + (size & 1)
     raise RuntimeError("WAV stream without data")
 
 
-def synth_command(spk: Speaker, text: str) -> list[str]:
+def synth_command(spk: Speaker, text: str) -> tuple[list[str], bytes | None]:
+    """Command line, and the bytes for its stdin (festival reads the text there)."""
     if spk.synth == "espeak-ng":
         voice = spk.voice + ("+" + spk.variant if spk.variant else "")
         return ["espeak-ng", "-v", voice, "-s", str(int(spk.speed)), "-p", str(int(spk.pitch)),
-                "-g", str(spk.word_gap), "--stdout", text]
+                "-g", str(spk.word_gap), "--stdout", text], None
+    if spk.synth == "festival":
+        cmd = ["text2wave", "-eval", f"(voice_{spk.voice})",
+               "-eval", f"(Parameter.set 'Duration_Stretch {spk.speed})"]
+        f0 = FESTIVAL_VOICES[spk.voice]
+        if f0 is not None:
+            mean, std = f0[0] * spk.pitch, f0[1] * spk.pitch
+            cmd += ["-eval", f"(set! int_lr_params '((target_f0_mean {mean:.1f}) (target_f0_std "
+                             f"{std:.1f}) (model_f0_mean 170) (model_f0_std 34)))"]
+        return cmd + ["-o", "/dev/stdout"], text.encode("ascii", "replace")
     return ["flite", "-voice", spk.voice, "--setf", f"duration_stretch={spk.speed}",
-            "--setf", f"f0_shift={spk.pitch}", "-t", text, "-o", "/dev/stdout"]
+            "--setf", f"f0_shift={spk.pitch}", "-t", text, "-o", "/dev/stdout"], None
 
 
 def synthesize(spk: Speaker, text: str) -> tuple[np.ndarray, int]:
-    cmd = synth_command(spk, text)
-    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
+    cmd, stdin = synth_command(spk, text)
+    p = subprocess.run(cmd, input=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
     err = p.stderr.decode("utf-8", "replace").strip()
+    # text2wave exits 0 after a Scheme error; its empty output is the signal
     if p.returncode != 0 or not p.stdout:
         raise RuntimeError(f"{cmd[0]} failed (exit {p.returncode}): {err or 'no output'}")
     return _parse_wav(p.stdout)
@@ -364,7 +402,12 @@ def _work(u: Utt) -> tuple[str, int]:
 
 
 def check_tools(speakers: dict[str, list[Speaker]]) -> None:
-    for binary, pkg in (("espeak-ng", "espeak-ng"), ("flite", "flite")):
+    used = [s for lst in speakers.values() for s in lst]
+    need = [("espeak-ng", "espeak-ng"), ("flite", "flite")]
+    festival = sorted({s.voice for s in used if s.synth == "festival"})
+    if festival:
+        need += [("text2wave", "festival"), ("festival", "festival")]
+    for binary, pkg in need:
         if shutil.which(binary) is None:
             raise CorpusError(f"'{binary}' not found on PATH; install the Debian package '{pkg}'")
     try:
@@ -372,8 +415,14 @@ def check_tools(speakers: dict[str, list[Speaker]]) -> None:
         import soxr  # noqa: F401
     except ImportError as e:
         raise CorpusError(f"missing Python package: {e.name} (pip install soundfile soxr)") from None
-    used = [s for lst in speakers.values() for s in lst]
-    run = lambda *a: subprocess.run(a, capture_output=True, text=True, check=False).stdout  # noqa: E731
+    run = lambda *a, stdin=None: subprocess.run(a, input=stdin, capture_output=True, text=True,  # noqa: E731
+                                                check=False).stdout
+    if festival:
+        have = set(run("festival", "--pipe", stdin="(print (voice.list))").strip("()\n ").split())
+        for v in festival:
+            if v not in have:
+                raise CorpusError(f"festival has no voice '{v}'; install the Debian package "
+                                  f"'{FESTIVAL_PACKAGES[v]}'")
     langs = set(re.findall(r"^\s*\d+\s+(\S+)", run("espeak-ng", "--voices=en"), re.M))
     variants = {m.split("/", 1)[1] for m in re.findall(r"(!v/\S+)", run("espeak-ng", "--voices=variant"))}
     fl = set(run("flite", "-lv").split(":", 1)[-1].split())
@@ -411,6 +460,48 @@ class _Progress:
             self.bar.stop()
 
 
+def _synthesise_all(out: str, seed: int, noise, utts: list[Utt], jobs: int,
+                    quiet: bool) -> tuple[dict[str, int], float, float]:
+    """Render every utterance; samples per utterance id, wall and CPU seconds."""
+    def cpu_now() -> float:
+        r = [resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+        return sum(x.ru_utime + x.ru_stime for x in r)
+
+    t0, cpu0 = time.time(), cpu_now()
+    lengths: dict[str, int] = {}
+    prog = _Progress(len(utts), quiet)
+    try:
+        if jobs == 1:
+            _init_worker(out, seed, noise)
+            for u in utts:
+                uid, n = _work(u)
+                lengths[uid] = n
+                prog.advance()
+        else:
+            ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+            with ctx.Pool(jobs, initializer=_init_worker, initargs=(out, seed, noise)) as pool:
+                for uid, n in pool.imap_unordered(_work, utts, chunksize=4):
+                    lengths[uid] = n
+                    prog.advance()
+    finally:
+        prog.close()
+    # workers are reaped when the pool closes, so their CPU time is in RUSAGE_CHILDREN
+    return lengths, time.time() - t0, cpu_now() - cpu0
+
+
+def _write_transcripts(out: str, utts: list[Utt]) -> None:
+    """One .trans.txt per chapter directory, sorted by utterance id."""
+    chapters: dict[str, list[Utt]] = {}
+    for u in utts:
+        chapters.setdefault(os.path.dirname(u.path), []).append(u)
+    for d, lst in chapters.items():
+        spk, chap = d.split("/")[1:3]
+        with open(os.path.join(out, d, f"{spk}-{chap}.trans.txt"), "w", encoding="ascii",
+                  newline="\n") as f:
+            for u in sorted(lst, key=lambda u: u.uid):
+                f.write(f"{u.uid} {u.transcript}\n")
+
+
 def make_corpus(out: str, seed: int = 0, train: int = 1000, dev: int = 100, test: int = 100,
                 jobs: int = 1, train_speakers: int = 80, heldout_speakers: int = 8,
                 natural_fraction: float = 0.5, heldout_fraction: float = 0.5,
@@ -439,41 +530,8 @@ def make_corpus(out: str, seed: int = 0, train: int = 1000, dev: int = 100, test
 
     utts = plan_corpus(seed, counts, speakers, src, natural_fraction, heldout_fraction,
                        chapter_size)
-    def cpu_now() -> float:
-        r = [resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
-        return sum(x.ru_utime + x.ru_stime for x in r)
-
-    t0, cpu0 = time.time(), cpu_now()
-    lengths: dict[str, int] = {}
-    prog = _Progress(len(utts), quiet)
-    try:
-        if jobs == 1:
-            _init_worker(out, seed, noise)
-            for u in utts:
-                uid, n = _work(u)
-                lengths[uid] = n
-                prog.advance()
-        else:
-            ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-            with ctx.Pool(jobs, initializer=_init_worker, initargs=(out, seed, noise)) as pool:
-                for uid, n in pool.imap_unordered(_work, utts, chunksize=4):
-                    lengths[uid] = n
-                    prog.advance()
-    finally:
-        prog.close()
-    wall = time.time() - t0
-    cpu_s = cpu_now() - cpu0     # workers are reaped when the pool closes
-
-    # transcripts, grouped per chapter directory, sorted by utterance id
-    chapters: dict[str, list[Utt]] = {}
-    for u in utts:
-        chapters.setdefault(os.path.dirname(u.path), []).append(u)
-    for d, lst in chapters.items():
-        spk, chap = d.split("/")[1:3]
-        with open(os.path.join(out, d, f"{spk}-{chap}.trans.txt"), "w", encoding="ascii",
-                  newline="\n") as f:
-            for u in sorted(lst, key=lambda u: u.uid):
-                f.write(f"{u.uid} {u.transcript}\n")
+    lengths, wall, cpu_s = _synthesise_all(out, seed, noise, utts, jobs, quiet)
+    _write_transcripts(out, utts)
 
     all_spk = {s.id: s for lst in speakers.values() for s in lst}
     for s in all_spk.values():
@@ -539,10 +597,114 @@ def make_corpus(out: str, seed: int = 0, train: int = 1000, dev: int = 100, test
     return stats
 
 
+def extend_corpus(out: str, seed: int = 0, festival: int = 0, flite: int = 0,
+                  per_speaker: int = 250, jobs: int = 1, chapter_size: int = 50,
+                  noise: tuple[float, float] | None = None, quiet: bool = False) -> dict:
+    """Add train-only speakers to the corpus in `out`.
+
+    `festival` speakers cycle through FESTIVAL_VOICES, `flite` speakers through the seen
+    flite voices; both get resampling factors from the wider EXTEND_VTLP range.  Each reads
+    `per_speaker` sentences drawn from the corpus's own train transcripts, so the dev and test
+    splits, their sentences and their held-out voices are untouched.  voices.json and
+    summary.json are updated, and voices.json lists the extension under "extensions".
+    Deterministic from (seed, the corpus's speaker ids).
+    """
+    if festival < 0 or flite < 0 or festival + flite < 1:
+        raise CorpusError("--extend wants --festival-speakers and/or --flite-speakers >= 1")
+    if per_speaker < 1 or chapter_size < 1 or jobs < 1:
+        raise CorpusError("--per-speaker, --chapter-size and --jobs must be >= 1")
+    vpath, spath = os.path.join(out, "voices.json"), os.path.join(out, "summary.json")
+    try:
+        with open(vpath, encoding="utf-8") as f:
+            voices = json.load(f)
+        with open(spath, encoding="utf-8") as f:
+            summary = json.load(f)
+        old = voices["speakers"]
+        n_old_train = int(summary["splits"]["train"]["utterances"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise CorpusError(f"{out} is not a corpus made by this tool (voices.json / summary.json: "
+                          f"{e})") from None
+    texts = set()
+    for root, _dirs, files in os.walk(os.path.join(out, "train")):
+        for name in files:
+            if name.endswith(".trans.txt"):
+                with open(os.path.join(root, name), encoding="ascii") as f:
+                    texts.update(line.split(" ", 1)[1].strip() for line in f if " " in line)
+    if not texts:
+        raise CorpusError(f"{out}/train has no transcripts")
+    pool = sorted(texts)
+    first = max(int(k) for k in old) + 1
+    rng = random.Random(f"{seed}:extend:{first}")
+    new: list[Speaker] = []
+    for i in range(festival + flite):
+        sid = first + i
+        if i < festival:
+            names = list(FESTIVAL_VOICES)
+            new.append(_festival_speaker(rng, sid, names[i % len(names)]))
+        else:
+            new.append(_flite_speaker(rng, sid, FLITE_SEEN_VOICES[(i - festival) % len(FLITE_SEEN_VOICES)],
+                                      vtlp=EXTEND_VTLP))
+    check_tools({"train": new})
+    utts: list[Utt] = []
+    for spk in new:
+        if os.path.exists(os.path.join(out, "train", str(spk.id))):
+            raise CorpusError(f"{out}/train/{spk.id} already exists (left by an interrupted --extend? "
+                              f"remove it)")
+        for k, t in enumerate(rng.sample(pool, min(per_speaker, len(pool)))):
+            chapter = CHAPTER_BASE["train"] + k // chapter_size
+            uid = f"{spk.id}-{chapter}-{k % chapter_size:04d}"
+            utts.append(Utt("train", n_old_train + len(utts), uid,
+                            f"train/{spk.id}/{chapter}/{uid}.flac", spk, t.lower(), t))
+
+    lengths, wall, cpu_s = _synthesise_all(out, seed, noise, utts, jobs, quiet)
+    _write_transcripts(out, utts)
+
+    for spk in new:
+        spk.splits, spk.utterances = ["train"], {"train": sum(u.speaker is spk for u in utts)}
+        old[str(spk.id)] = spk.as_json()
+    voices.setdefault("extensions", []).append({
+        "seed": seed, "festival_speakers": festival, "flite_speakers": flite,
+        "per_speaker": per_speaker, "vtlp_range": list(EXTEND_VTLP),
+        "noise_snr": list(noise) if noise else None,
+        "speaker_ids": [first, first + len(new) - 1]})
+    try:
+        natural = {t for _, t in sentences.load_sources().natural}
+    except sentences.SourceError as e:
+        raise CorpusError(str(e)) from None
+    tr = summary["splits"]["train"]
+    secs = tr["seconds"] + sum(lengths.values()) / SAMPLE_RATE
+    tr.update(utterances=tr["utterances"] + len(utts), seconds=round(secs, 2),
+              hours=round(secs / 3600, 4), speakers=tr["speakers"] + len(new),
+              natural_sentences=tr["natural_sentences"] + sum(u.transcript in natural for u in utts),
+              words=tr["words"] + sum(len(u.transcript.split()) for u in utts))
+    for path, obj in ((vpath, voices), (spath, summary)):
+        with open(path + ".tmp", "w", encoding="utf-8") as f:
+            json.dump(obj, f, indent=1)
+            f.write("\n")
+        os.replace(path + ".tmp", path)
+    audio_s = sum(lengths.values()) / SAMPLE_RATE
+    if not quiet:
+        print(f"make_corpus: extended {out}: +{len(new)} train speakers (festival {festival}, "
+              f"flite {flite}), +{len(utts)} utterances / {audio_s / 3600:.3f} h in {wall:.1f} s "
+              f"({1000 * cpu_s / max(audio_s, 1e-9):.1f} ms CPU per audio second, jobs={jobs}); "
+              f"train now {tr['utterances']} utterances / {tr['hours']:.3f} h", file=sys.stderr)
+    return {"wall_s": wall, "cpu_s": cpu_s, "audio_s": audio_s, "utterances": len(utts),
+            "speakers": [s.id for s in new], "summary": summary}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", required=True, help="output directory (must be empty, or --force)")
+    ap.add_argument("--out", help="output directory (must be empty, or --force)")
+    ap.add_argument("--extend", metavar="DIR",
+                    help="add train-only speakers to the corpus in DIR instead (see "
+                         "--festival-speakers, --flite-speakers, --per-speaker)")
+    ap.add_argument("--festival-speakers", type=int, default=0,
+                    help="--extend: festival speakers (ked, kal diphones and the slt HTS voice, cycled)")
+    ap.add_argument("--flite-speakers", type=int, default=0,
+                    help="--extend: flite speakers of the seen voices, with a wider resampling range")
+    ap.add_argument("--per-speaker", type=int, default=250,
+                    help="--extend: train sentences each new speaker reads (default 250)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--train", type=int, default=1000, help="train utterances (default 1000)")
     ap.add_argument("--dev", type=int, default=100, help="dev utterances (default 100)")
@@ -564,13 +726,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--force", action="store_true", help="replace a corpus already in --out")
     ap.add_argument("--quiet", action="store_true", help="no progress output")
     a = ap.parse_args(argv)
+    if (a.out is None) == (a.extend is None):
+        ap.error("give exactly one of --out (a new corpus) and --extend (add speakers to one)")
+    noise = tuple(a.noise_snr) if a.noise_snr else None
     try:
+        if a.extend is not None:
+            extend_corpus(a.extend, seed=a.seed, festival=a.festival_speakers,
+                          flite=a.flite_speakers, per_speaker=a.per_speaker, jobs=a.jobs,
+                          chapter_size=a.chapter_size, noise=noise, quiet=a.quiet)
+            return 0
         make_corpus(a.out, seed=a.seed, train=a.train, dev=a.dev, test=a.test, jobs=a.jobs,
                     train_speakers=a.train_speakers, heldout_speakers=a.heldout_speakers,
                     natural_fraction=a.natural_fraction, heldout_fraction=a.heldout_fraction,
                     chapter_size=a.chapter_size,
-                    noise=tuple(a.noise_snr) if a.noise_snr else None,
-                    force=a.force, quiet=a.quiet)
+                    noise=noise, force=a.force, quiet=a.quiet)
     except CorpusError as e:
         print(f"make_corpus: error: {e}", file=sys.stderr)
         return 1
