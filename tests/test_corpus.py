@@ -232,6 +232,8 @@ def test_extend_adds_train_only_speakers(extended):
     assert sx["train"]["speakers"] == sa["train"]["speakers"] + 4
     assert sx["train"]["seconds"] > sa["train"]["seconds"] and sx["dev"] == sa["dev"]
     assert "extended" in proc.stderr and "+4 train speakers" in proc.stderr
+    src = (x / "SOURCES.md").read_text()
+    assert src.startswith((a / "SOURCES.md").read_text()) and src.count("festvox-us-slt-hts") == 1
 
 
 def test_extend_deterministic_and_jobs_independent(extended):

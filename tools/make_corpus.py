@@ -97,6 +97,11 @@ FESTIVAL_VOICES = {"ked_diphone": (105, 15), "kal_diphone": (105, 14),
 FESTIVAL_PACKAGES = {"ked_diphone": "festvox-kdlpc16k", "kal_diphone": "festvox-kallpc16k",
                      "cmu_us_slt_arctic_hts": "festvox-us-slt-hts"}
 EXTEND_VTLP = (0.88, 1.14)          # wider resampling range for --extend speakers
+FESTIVAL_SOURCES = (
+    "Speakers added with --extend also use festival (Debian package `festival`, permissive\n"
+    "University of Edinburgh licence) with the voices ked_diphone, kal_diphone (festvox-kdlpc16k,\n"
+    "festvox-kallpc16k) and cmu_us_slt_arctic_hts (festvox-us-slt-hts), under permissive CMU and\n"
+    "Edinburgh licences; see /usr/share/doc/festival/copyright and /usr/share/doc/festvox-*/copyright.\n")
 HELDOUT_KINDS = ("accent", "flite-voice", "variant", "combination")
 
 
@@ -677,6 +682,13 @@ def extend_corpus(out: str, seed: int = 0, festival: int = 0, flite: int = 0,
               hours=round(secs / 3600, 4), speakers=tr["speakers"] + len(new),
               natural_sentences=tr["natural_sentences"] + sum(u.transcript in natural for u in utts),
               words=tr["words"] + sum(len(u.transcript.split()) for u in utts))
+    src_md = os.path.join(out, "SOURCES.md")
+    if festival and os.path.exists(src_md):
+        with open(src_md, encoding="utf-8") as f:
+            noted = FESTIVAL_SOURCES in f.read()
+        if not noted:
+            with open(src_md, "a", encoding="utf-8") as f:
+                f.write("\n" + FESTIVAL_SOURCES)
     for path, obj in ((vpath, voices), (spath, summary)):
         with open(path + ".tmp", "w", encoding="utf-8") as f:
             json.dump(obj, f, indent=1)
