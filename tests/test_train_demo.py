@@ -72,6 +72,30 @@ def test_pick_dev_first_and_spread():
     assert train_demo.pick_dev(items, 12, "first") == items
 
 
+def test_spectral_tilt_is_a_bounded_high_shelf():
+    noise = np.random.default_rng(1).standard_normal(32000)
+    freqs = np.fft.rfftfreq(noise.size, 1 / 16000)
+    gains = []
+    for seed in range(20):
+        out = train_demo.spectral_tilt(noise, np.random.default_rng(seed), 12.0)
+        ratio_db = 20 * np.log10(np.abs(np.fft.rfft(out)) / np.abs(np.fft.rfft(noise)))
+        np.testing.assert_allclose(ratio_db[freqs < 1000], 0.0, atol=1e-6)   # below the lowest corner: untouched
+        top = ratio_db[freqs > 6000]                                          # above the highest corner + ramp
+        np.testing.assert_allclose(top, top[0], atol=1e-6)
+        gains.append(top[0])
+    assert -12 <= min(gains) < -3 and 3 < max(gains) <= 12                   # both cuts and boosts, within ±12 dB
+
+
+def test_features_tilt_off_leaves_the_random_stream_alone():
+    samples = (np.random.default_rng(2).standard_normal(16000) * 3000).astype(np.int16)
+    a, b = np.random.default_rng(7), np.random.default_rng(7)
+    np.testing.assert_array_equal(train_demo.features(samples, a), train_demo.features(samples, b, 0.0))
+    assert a.random() == b.random()
+    tilted = [train_demo.features(samples, np.random.default_rng(s), 12.0) for s in range(6)]
+    plain = [train_demo.features(samples, np.random.default_rng(s)) for s in range(6)]
+    assert any(t.shape == p.shape and not np.allclose(t, p) for t, p in zip(tilted, plain))
+
+
 def test_synth_repeats(tmp_path):
     data = _fake_data(8)
     assert train_demo.synth_repeats(data, _voices(tmp_path), ["flite=3"]) == [1, 3, 1, 3, 1, 3, 1, 3]
@@ -124,7 +148,7 @@ def test_training_run_resume_and_export(corpus, tmp_path):
     p = _train(corpus, work, "--steps", "6", "--resume", "--seed", "1")
     assert p.returncode != 0 and "--resume needs the same" in p.stderr and "Traceback" not in p.stderr, p.stderr
 
-    p = _train(corpus, work, "--steps", "7", "--resume")
+    p = _train(corpus, work, "--steps", "7", "--resume", "--tilt", "12")   # augmentation may change on resume
     assert p.returncode == 0, p.stderr
     assert "resumed at step 4" in p.stderr
     records = [json.loads(line) for line in (work / "log.jsonl").read_text().splitlines()]
