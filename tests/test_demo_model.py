@@ -36,10 +36,10 @@ WER_DELTA_BOUNDS = {"demo.int8.onnx": (-1.5, 0.5), "demo.int4.onnx": (-3.0, 1.5)
 SE_MARGIN = 2.0
 
 PINNED = {  # fp32 transcripts of four bundled clips (regression guard; the model is weak, see docs/demo-model.md)
-    "105-3000-0003": "TO LIV IS ALWAYS DESIRABLE",
+    "105-3000-0003": "TO LIVIS ALWAYS DESIRABLE",
     "126-3000-0003": "STARTRECK LIVES",
-    "165-3000-0002": "A SNAKE LIOKS IN THE GRASS",
-    "189-3000-0031": "CALABASH WHEREREVER LA",
+    "165-3000-0002": "A SNAKE LUKS IN THE GRASSE",
+    "189-3000-0031": "CANLABASH WHERE EVER LA",
 }
 
 
@@ -49,12 +49,13 @@ PINNED = {  # fp32 transcripts of four bundled clips (regression guard; the mode
 # docs/demo-model.md). The test asks for at least 15 points of the 24.69 (73 of 120 words): less would mean the LM,
 # the decoder or their defaults broke.
 MIN_LM_WER_GAIN = 15.0
-PINNED_LM = {  # fp32 + bundled LM, vocabulary words only: LIVE and WHEREVER right, LIOKS -> LOOKS (said: LURKS),
-    #           STARTRECK -> STAR TRACK (said: STAR TREK); not every word is fixed
+PINNED_LM = {  # fp32 + bundled LM, vocabulary words only: LIVIS -> LIVE IS, LUKS -> LURKS, GRASSE -> GRASS and
+    #           CANLABASH -> CALABASH right, STARTRECK -> STAR TRACK (said: STAR TREK), WHERE EVER LA -> WHERE EVER A
+    #           (said: WHEREVER LA); not every word is fixed
     "105-3000-0003": "TO LIVE IS ALWAYS DESIRABLE",
     "126-3000-0003": "STAR TRACK LIVES",
-    "165-3000-0002": "A SNAKE LOOKS IN THE GRASS",
-    "189-3000-0031": "CALABASH WHEREVER LA",
+    "165-3000-0002": "A SNAKE LURKS IN THE GRASS",
+    "189-3000-0031": "CALABASH WHERE EVER A",
 }
 LM = ASSETS / "demo-lm.arpa.gz"
 

@@ -4,8 +4,8 @@
 
 Writes models/demo.pth (the MLPerf-format checkpoint), ds2_onnx/assets/demo.onnx and demo.int8.onnx (the
 runtime's default model, exported and parity-checked by the normal export path), ds2_onnx/assets/demo-lm.arpa.gz
-(the word trigram LM of the training transcripts and <corpus>/lm-text.txt from tools/lm_text.py, as
-`ds2-onnx build-lm <corpus>/train <corpus>/lm-text.txt` builds it), and samples/demo-test/
+(the word trigram LM of the distinct training transcripts and <corpus>/lm-text.txt from tools/lm_text.py, as
+`ds2-onnx build-lm <corpus>/train <corpus>/lm-text.txt` builds it when no sentence repeats), and samples/demo-test/
 (≤ 60 clips of the corpus's test split in LibriSpeech layout, seen and held-out voices of both synthesisers,
 with their voices.json entries).
 """
@@ -65,7 +65,10 @@ def main() -> None:
     lm_text = args.corpus / "lm-text.txt"
     if not lm_text.is_file():
         raise SystemExit(f"error: {lm_text} not found; run tools/lm_text.py --corpus {args.corpus} -o {lm_text}")
-    lm = estimate(read_sentences([args.corpus / "train", lm_text]), order=3, prune=(0, 1))
+    # each distinct training transcript once: speakers added with `make_corpus.py --extend` reread train
+    # sentences, and their extra counts would change the LM without adding text
+    train_text = list({tuple(s): s for s in read_sentences([args.corpus / "train"])}.values())
+    lm = estimate(train_text + read_sentences([lm_text]), order=3, prune=(0, 1))
     lm_path = write_arpa(lm, ROOT / "ds2_onnx" / "assets" / "demo-lm.arpa.gz")
     print(f"LM: {lm_path} {lm_path.stat().st_size / 1e6:.2f} MB, " + ", ".join(f"{len(t)} {n}-grams" for n, t in enumerate(lm.tables, 1)))
 
