@@ -624,7 +624,7 @@ def extend_corpus(out: str, seed: int = 0, festival: int = 0, flite: int = 0,
             voices = json.load(f)
         with open(spath, encoding="utf-8") as f:
             summary = json.load(f)
-        old = voices["speakers"]
+        table = voices["speakers"]
         n_old_train = int(summary["splits"]["train"]["utterances"])
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise CorpusError(f"{out} is not a corpus made by this tool (voices.json / summary.json: "
@@ -638,7 +638,7 @@ def extend_corpus(out: str, seed: int = 0, festival: int = 0, flite: int = 0,
     if not texts:
         raise CorpusError(f"{out}/train has no transcripts")
     pool = sorted(texts)
-    first = max(int(k) for k in old) + 1
+    first = max(int(k) for k in table) + 1
     rng = random.Random(f"{seed}:extend:{first}")
     new: list[Speaker] = []
     for i in range(festival + flite):
@@ -666,7 +666,7 @@ def extend_corpus(out: str, seed: int = 0, festival: int = 0, flite: int = 0,
 
     for spk in new:
         spk.splits, spk.utterances = ["train"], {"train": sum(u.speaker is spk for u in utts)}
-        old[str(spk.id)] = spk.as_json()
+        table[str(spk.id)] = spk.as_json()
     voices.setdefault("extensions", []).append({
         "seed": seed, "festival_speakers": festival, "flite_speakers": flite,
         "per_speaker": per_speaker, "vtlp_range": list(EXTEND_VTLP),
