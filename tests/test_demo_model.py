@@ -23,12 +23,12 @@ ASSETS = ROOT / "ds2_onnx" / "assets"
 CHECKPOINT = ROOT / "models" / "demo.pth"
 SPLIT = ROOT / "samples" / "demo-test"
 
-# Measured on the bundled split when the model was bundled (tools/bundle_demo.py, then `make demo`; stage 15, see
-# docs/demo-model.md): PyTorch WER 50.41 (486 words: one word is 0.21 points); int8 +1.44 (24 transcripts differ,
-# standard error 1.02), int4 +0.00 (42 differ, standard error 1.47). On this weak model the quantized exports change
-# half or more of the 60 transcripts, in both directions, so 60 clips measure a delta only to about ±2 points
-# (two standard errors): over stages 10 to 15 the int4 delta here ranged from -2.06 to +2.67 while on the
-# 600-utterance test split it stayed within half a point of fp32. So the bars hold for what the clips can show:
+# Measured on the bundled split when the model was bundled (tools/bundle_demo.py, then `make demo`; stage 16, see
+# docs/demo-model.md): PyTorch WER 50.41 (486 words: one word is 0.21 points); int8 +0.21 (23 transcripts differ,
+# standard error 0.46), int4 +0.00 (45 differ, standard error 1.38). On this weak model the quantized exports change
+# a third or more of the 60 transcripts, in both directions, so 60 clips measure a delta only to about ±2 points
+# (two standard errors): over stages 10 to 16 the int4 delta here ranged from -2.06 to +2.67 while on the
+# 600-utterance test split it stayed within half a point of fp32 until stage 16 (+1.43). So the bars hold for what the clips can show:
 # int8 may lose at most 0.5 points (the bar) and int4 1.5, beyond two standard errors (delta - 2 SE must
 # not exceed them); a gain beyond two standard errors of 1.5 (int8) or 3.0 (int4) points would mean it is no
 # longer the same model, so that fails too. A broken export moves the WER by tens of points and fails either way.
@@ -43,10 +43,10 @@ PINNED = {  # fp32 transcripts of four bundled clips (regression guard; the mode
 }
 
 
-# Beam search (width 32) with the bundled LM (ds2_onnx/assets/demo-lm.arpa.gz, built by `ds2-onnx build-lm` from
-# the corpus's training transcripts and tools/lm_text.py's extra text; alpha 0.5, beta 0, vocabulary words only, tuned
-# on the dev split), fp32, on the bundled split: WER 50.41 -> 25.72, CER 18.16 -> 13.24 (stage 15, see
-# docs/demo-model.md). The test asks for at least 15 points of the 24.69 (73 of 120 words): less would mean the LM,
+# Beam search (width 32) with the bundled LM (ds2_onnx/assets/demo-lm.arpa.gz, built by tools/bundle_demo.py from
+# the corpus's distinct training transcripts and tools/lm_text.py's extra text; alpha 0.5, beta 0, vocabulary words
+# only, tuned on the dev split), fp32, on the bundled split: WER 50.41 -> 26.75, CER 17.79 -> 14.23 (stage 16, see
+# docs/demo-model.md). The test asks for at least 15 points of the 23.66 (73 of 115 words): less would mean the LM,
 # the decoder or their defaults broke.
 MIN_LM_WER_GAIN = 15.0
 PINNED_LM = {  # fp32 + bundled LM, vocabulary words only: LIVIS -> LIVE IS, LUKS -> LURKS, GRASSE -> GRASS and

@@ -242,3 +242,24 @@ def test_perplexity_of_a_unigram_model_is_its_inverse_probability():
     model = estimate([["A"], ["A"], ["B"]], 1)
     per_word = [10 ** model.log10_prob([], w) for w in ("A", EOS)]
     assert model.perplexity([["A"]]) == pytest.approx(1 / math.sqrt(per_word[0] * per_word[1]))
+
+
+def test_bundle_lm_text_counts_each_training_transcript_once(tmp_path):
+    # tools/bundle_demo.py: speakers added by `make_corpus.py --extend` reread train sentences; the LM must not change
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+    import bundle_demo
+
+    train = tmp_path / "train"
+    for spk, lines in (("101", ["A CAT SAT", "THE DOG RAN"]), ("197", ["THE DOG RAN", "A CAT SAT", "A CAT SAT"])):
+        d = train / spk / "1000"
+        d.mkdir(parents=True)
+        (d / f"{spk}-1000.trans.txt").write_text(
+            "".join(f"{spk}-1000-{i:04d} {t}\n" for i, t in enumerate(lines)), encoding="ascii")
+    extra = tmp_path / "extra.txt"
+    extra.write_text("A CAT RAN\nA CAT RAN\n", encoding="ascii")
+    got = bundle_demo.lm_sentences(train, extra)
+    # train: each transcript once, in first-seen order; the extra text as it is (its repeats are real text)
+    assert got == [["A", "CAT", "SAT"], ["THE", "DOG", "RAN"], ["A", "CAT", "RAN"], ["A", "CAT", "RAN"]]

@@ -43,6 +43,15 @@ def pick_clips(split: Path, speakers: dict, count: int, max_seconds: float) -> l
     return sorted(picked)
 
 
+def lm_sentences(train: Path, extra: Path) -> list[list[str]]:
+    """The LM's text: each distinct transcript of the `train` folder once, in first-seen order, then `extra`.
+
+    Speakers added with `make_corpus.py --extend` reread train sentences; counting them again would change the LM
+    without adding text."""
+    distinct = {tuple(words): words for words in read_sentences([train])}
+    return list(distinct.values()) + read_sentences([extra])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", type=Path, required=True)
@@ -65,10 +74,7 @@ def main() -> None:
     lm_text = args.corpus / "lm-text.txt"
     if not lm_text.is_file():
         raise SystemExit(f"error: {lm_text} not found; run tools/lm_text.py --corpus {args.corpus} -o {lm_text}")
-    # each distinct training transcript once: speakers added with `make_corpus.py --extend` reread train
-    # sentences, and their extra counts would change the LM without adding text
-    train_text = list({tuple(s): s for s in read_sentences([args.corpus / "train"])}.values())
-    lm = estimate(train_text + read_sentences([lm_text]), order=3, prune=(0, 1))
+    lm = estimate(lm_sentences(args.corpus / "train", lm_text), order=3, prune=(0, 1))
     lm_path = write_arpa(lm, ROOT / "ds2_onnx" / "assets" / "demo-lm.arpa.gz")
     print(f"LM: {lm_path} {lm_path.stat().st_size / 1e6:.2f} MB, " + ", ".join(f"{len(t)} {n}-grams" for n, t in enumerate(lm.tables, 1)))
 
