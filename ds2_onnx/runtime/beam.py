@@ -115,6 +115,12 @@ class BeamSearchDecoder:
         """ln p_lm(word | context) and the context that follows it (the last order-1 words)."""
         return self._word_score(context, word), (context + (word,))[-max(1, self.lm.order - 1):]
 
+    def _close_word(self, node: _Prefix) -> tuple[float, tuple[str, ...], int]:
+        """`node`'s lm_words, context and oov once its partial word is complete. (`_child_bonus` scores the same
+        completion without building the context, on the hot path.)"""
+        score, context = self._complete(node.context, node.partial)
+        return node.lm_words + score, context, node.oov + (node.partial not in self.lm)
+
     def _child_bonus(self, node: _Prefix, label: int) -> float:
         """The `bonus` that `_child(node, label)` would get, without building it: most extensions tried at a frame
         fall out of the beam, so only the survivors become nodes."""
@@ -139,9 +145,7 @@ class BeamSearchDecoder:
             child.words += 1
             child.partial = ""
             if self.lm is not None:
-                score, child.context = self._complete(node.context, node.partial)
-                child.lm_words += score
-                child.oov += node.partial not in self.lm
+                child.lm_words, child.context, child.oov = self._close_word(node)
         else:
             child.partial = node.partial + ch
         node.children[label] = child
@@ -151,14 +155,10 @@ class BeamSearchDecoder:
         if self.lm is None:
             return ctc
         o = self.options
-        lm = node.lm_words
-        words, oov = node.words, node.oov
-        context = node.context
+        lm, context, oov, words = node.lm_words, node.context, node.oov, node.words
         if node.partial:
-            score, context = self._complete(context, node.partial)
-            lm += score
+            lm, context, oov = self._close_word(node)
             words += 1
-            oov += node.partial not in self.lm
         lm += self._word_score(context, EOS)
         return ctc + o.alpha * lm + o.beta * words + o.oov_score(oov)
 
