@@ -219,3 +219,8 @@ def test_init_with_a_file_that_is_not_a_checkpoint_is_one_line_error(corpus, tmp
     lines = [line for line in p.stderr.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and "--init" in lines[0] and "notes.pth" in lines[0], p.stderr
     assert "Traceback" not in p.stderr
+
+
+def test_negative_tilt_is_one_line_error(corpus, tmp_path):
+    p = _train(corpus, tmp_path / "w", "--steps", "1", "--tilt", "-3")
+    assert p.returncode == 2 and "--tilt wants a gain in dB >= 0" in p.stderr and "Traceback" not in p.stderr, p.stderr

@@ -258,6 +258,8 @@ def main() -> None:
     parser.add_argument("--init", type=Path, help="start from the weights of an MLPerf-format checkpoint (fine-tuning); one with "
                         "narrower GRUs is widened to --hidden without changing its outputs")
     args = parser.parse_args()
+    if not (args.tilt >= 0 and math.isfinite(args.tilt)):
+        parser.error(f"--tilt wants a gain in dB >= 0 (0: off), got {args.tilt}")
 
     torch.set_num_threads(args.threads)
     args.work.mkdir(parents=True, exist_ok=True)
