@@ -28,10 +28,11 @@ SPLIT = ROOT / "samples" / "demo-test"
 # standard error 0.83), int4 +1.65 (40 differ, standard error 1.62). On this weak model the quantized exports change
 # a third or more of the 60 transcripts, in both directions, so 60 clips measure a delta only to about ±2 points
 # (two standard errors): over stages 10 to 17 the int4 delta here ranged from -2.06 to +2.67 while on the
-# 600-utterance test split it stayed within half a point of fp32 until stage 16 (+1.43; stage 17 +0.87). So the bars hold for what the clips can show:
-# int8 may lose at most 0.5 points (the bar) and int4 1.5, beyond two standard errors (delta - 2 SE must
-# not exceed them); a gain beyond two standard errors of 1.5 (int8) or 3.0 (int4) points would mean it is no
-# longer the same model, so that fails too. A broken export moves the WER by tens of points and fails either way.
+# 600-utterance test split it stayed within half a point of fp32 until stage 16 (+1.43; stage 17 +0.87). So the
+# bars hold for what the clips can show: int8 may lose at most 0.5 points (the bar) and int4 1.5, beyond
+# two standard errors (delta - 2 SE must not exceed them); a gain beyond two standard errors of 1.5 (int8) or 3.0
+# (int4) points would mean it is no longer the same model, so that fails too. A broken export moves the WER by tens
+# of points and fails either way.
 WER_DELTA_BOUNDS = {"demo.int8.onnx": (-1.5, 0.5), "demo.int4.onnx": (-3.0, 1.5)}
 SE_MARGIN = 2.0
 
