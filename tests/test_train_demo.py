@@ -86,6 +86,22 @@ def test_spectral_tilt_is_a_bounded_high_shelf():
     assert -12 <= min(gains) < -3 and 3 < max(gains) <= 12                   # both cuts and boosts, within ±12 dB
 
 
+def test_random_eq_is_a_bounded_smooth_octave_curve():
+    noise = np.random.default_rng(3).standard_normal(32000)
+    freqs = np.fft.rfftfreq(noise.size, 1 / 16000)
+    octaves = [np.argmin(np.abs(freqs - f)) for f in train_demo.EQ_OCTAVES]
+    spreads = []
+    for seed in range(20):
+        out = train_demo.random_eq(noise, np.random.default_rng(seed), 6.0)
+        ratio_db = 20 * np.log10(np.abs(np.fft.rfft(out)) / np.abs(np.fft.rfft(noise)))
+        assert np.all(np.abs(ratio_db) <= 6.0 + 1e-6)                        # never beyond ±6 dB
+        np.testing.assert_allclose(ratio_db[freqs < 125], ratio_db[1], atol=1e-6)   # flat below 125 Hz
+        steps = np.abs(np.diff(ratio_db[1:]))                 # smooth: at most 12 dB an octave between 0.5 Hz bins
+        assert steps.max() <= 12.0 * np.log2(125.5 / 125) + 1e-6
+        spreads.append(np.ptp(ratio_db[octaves]))
+    assert max(spreads) > 6.0                                                 # the octaves move independently
+
+
 def test_features_tilt_off_leaves_the_random_stream_alone():
     samples = (np.random.default_rng(2).standard_normal(16000) * 3000).astype(np.int16)
     a, b = np.random.default_rng(7), np.random.default_rng(7)
@@ -94,6 +110,11 @@ def test_features_tilt_off_leaves_the_random_stream_alone():
     tilted = [train_demo.features(samples, np.random.default_rng(s), 12.0) for s in range(6)]
     plain = [train_demo.features(samples, np.random.default_rng(s)) for s in range(6)]
     assert any(t.shape == p.shape and not np.allclose(t, p) for t, p in zip(tilted, plain))
+    a, b = np.random.default_rng(7), np.random.default_rng(7)                # --eq 0 likewise draws nothing
+    np.testing.assert_array_equal(train_demo.features(samples, a, 12.0), train_demo.features(samples, b, 12.0, 0.0))
+    assert a.random() == b.random()
+    equalised = [train_demo.features(samples, np.random.default_rng(s), 12.0, 6.0) for s in range(6)]
+    assert any(e.shape == t.shape and not np.allclose(e, t) for e, t in zip(equalised, tilted))
 
 
 def test_synth_repeats(tmp_path):
@@ -148,7 +169,7 @@ def test_training_run_resume_and_export(corpus, tmp_path):
     p = _train(corpus, work, "--steps", "6", "--resume", "--seed", "1")
     assert p.returncode != 0 and "--resume needs the same" in p.stderr and "Traceback" not in p.stderr, p.stderr
 
-    p = _train(corpus, work, "--steps", "7", "--resume", "--tilt", "12")   # augmentation may change on resume
+    p = _train(corpus, work, "--steps", "7", "--resume", "--tilt", "12", "--eq", "6")   # augmentation may change on resume
     assert p.returncode == 0, p.stderr
     assert "resumed at step 4" in p.stderr
     records = [json.loads(line) for line in (work / "log.jsonl").read_text().splitlines()]
@@ -224,3 +245,5 @@ def test_init_with_a_file_that_is_not_a_checkpoint_is_one_line_error(corpus, tmp
 def test_negative_tilt_is_one_line_error(corpus, tmp_path):
     p = _train(corpus, tmp_path / "w", "--steps", "1", "--tilt", "-3")
     assert p.returncode == 2 and "--tilt wants a gain in dB >= 0" in p.stderr and "Traceback" not in p.stderr, p.stderr
+    p = _train(corpus, tmp_path / "w", "--steps", "1", "--eq", "nan")
+    assert p.returncode == 2 and "--eq wants a gain in dB >= 0" in p.stderr and "Traceback" not in p.stderr, p.stderr

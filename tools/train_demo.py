@@ -5,8 +5,9 @@
 
 Same conv stack, features (the runtime's numpy features, identical to the librosa pipeline), 29 labels and
 unidirectional GRUs as MLPerf; CTC loss; Adam with a warm-up and a cosine schedule over --steps (a step-based
-schedule: a rerun with the same seed and corpus follows the same path however fast the machine is); SpecAugment-style masks, noise, gain,
-speed perturbation and (with --tilt) a random high shelf applied on the fly. Checkpoints are written in the MLPerf package format, so
+schedule: a rerun with the same seed and corpus follows the same path however fast the machine is);
+SpecAugment-style masks, noise, gain, speed perturbation and (with --tilt, --eq) a random high shelf and a random
+octave equaliser applied on the fly. Checkpoints are written in the MLPerf package format, so
 `ds2-onnx export` runs on them unchanged: WORK/best.pth (lowest dev WER) and WORK/last.pth. WORK/state.pt
 holds optimizer and RNG state for --resume.
 """
@@ -102,9 +103,26 @@ def spectral_tilt(audio: np.ndarray, rng: np.random.Generator, max_db: float) ->
     return np.fft.irfft(spectrum * 10 ** (shelf / 20), audio.size)
 
 
-def features(samples: np.ndarray, rng: np.random.Generator | None, tilt_db: float = 0.0) -> np.ndarray:
+EQ_OCTAVES = 125.0 * 2.0 ** np.arange(7)  # 125 Hz … 8 kHz
+
+
+def random_eq(audio: np.ndarray, rng: np.random.Generator, max_db: float) -> np.ndarray:
+    """A random smooth equaliser: an independent gain uniform in ±max_db at each octave from 125 Hz to 8 kHz,
+    linear in log-frequency between them (flat below 125 Hz).
+
+    Where the shelf of `spectral_tilt` moves only the balance above a corner, this colours the whole envelope,
+    formant region included, so that no one voice's long-term spectrum is a cue."""
+    gains = rng.uniform(-max_db, max_db, EQ_OCTAVES.size)
+    spectrum = np.fft.rfft(audio)
+    freqs = np.fft.rfftfreq(audio.size, 1 / 16000)
+    curve = np.interp(np.log2(np.maximum(freqs, 1.0)), np.log2(EQ_OCTAVES), gains)
+    return np.fft.irfft(spectrum * 10 ** (curve / 20), audio.size)
+
+
+def features(samples: np.ndarray, rng: np.random.Generator | None, tilt_db: float = 0.0,
+             eq_db: float = 0.0) -> np.ndarray:
     """The runtime's features; with `rng`, a randomly perturbed version (speed, a high shelf of up to ±`tilt_db`
-    when that is > 0, noise, gain)."""
+    when that is > 0, a random octave equaliser of up to ±`eq_db` when that is > 0, noise, gain)."""
     audio = samples.astype(np.float64) / 32768.0
     if rng is not None:
         if rng.random() < 0.5:
@@ -112,6 +130,8 @@ def features(samples: np.ndarray, rng: np.random.Generator | None, tilt_db: floa
             audio = soxr.resample(audio, 16000, int(16000 / factor), quality="LQ")
         if tilt_db > 0 and rng.random() < 0.5:     # no draw when off: older recipes replay unchanged
             audio = spectral_tilt(audio, rng, tilt_db)
+        if eq_db > 0 and rng.random() < 0.5:       # likewise
+            audio = random_eq(audio, rng, eq_db)
         if rng.random() < 0.5:
             snr_db = rng.uniform(10, 35)
             power = np.mean(audio**2) + 1e-12
@@ -253,6 +273,9 @@ def main() -> None:
                         help="repeat the utterances of a synthesiser N times per epoch, e.g. flite=2 (repeatable)")
     parser.add_argument("--tilt", type=float, default=0.0, metavar="DB",
                         help="on half the utterances, a random high shelf of up to ±DB above 1–4 kHz (default 0: off)")
+    parser.add_argument("--eq", type=float, default=0.0, metavar="DB",
+                        help="on half the utterances, a random equaliser: a gain of up to ±DB at each octave from "
+                             "125 Hz to 8 kHz (default 0: off)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--resume", action="store_true", help="continue from WORK/state.pt (optimizer, schedule, step)")
     parser.add_argument("--init", type=Path, help="start from the weights of an MLPerf-format checkpoint (fine-tuning); one with "
@@ -260,6 +283,8 @@ def main() -> None:
     args = parser.parse_args()
     if not (args.tilt >= 0 and math.isfinite(args.tilt)):
         parser.error(f"--tilt wants a gain in dB >= 0 (0: off), got {args.tilt}")
+    if not (args.eq >= 0 and math.isfinite(args.eq)):
+        parser.error(f"--eq wants a gain in dB >= 0 (0: off), got {args.eq}")
 
     torch.set_num_threads(args.threads)
     args.work.mkdir(parents=True, exist_ok=True)
@@ -328,7 +353,7 @@ def main() -> None:
                     break
                 t0 = time.perf_counter()
                 rng = np.random.default_rng([args.seed, state["step"]])
-                feats = [spec_augment(features(train[i][0], rng, args.tilt), rng) for i in idx]
+                feats = [spec_augment(features(train[i][0], rng, args.tilt, args.eq), rng) for i in idx]
                 x, lengths = collate(feats)
                 targets = [torch.from_numpy(train[i][1]) for i in idx]
                 with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
