@@ -169,7 +169,8 @@ def test_training_run_resume_and_export(corpus, tmp_path):
     p = _train(corpus, work, "--steps", "6", "--resume", "--seed", "1")
     assert p.returncode != 0 and "--resume needs the same" in p.stderr and "Traceback" not in p.stderr, p.stderr
 
-    p = _train(corpus, work, "--steps", "7", "--resume", "--tilt", "12", "--eq", "6")   # augmentation may change on resume
+    # the augmentation may change on resume
+    p = _train(corpus, work, "--steps", "7", "--resume", "--tilt", "12", "--eq", "6")
     assert p.returncode == 0, p.stderr
     assert "resumed at step 4" in p.stderr
     records = [json.loads(line) for line in (work / "log.jsonl").read_text().splitlines()]
