@@ -23,11 +23,15 @@ def split(tmp_path_factory) -> Path:
     return out / "dev"
 
 
-def _table(split: Path, model: str, *extra: str) -> dict[str, list[str]]:
+def _run(split: Path, model: str, *extra: str) -> subprocess.CompletedProcess:
     cmd = [sys.executable, str(ROOT / "tools" / "eval_demo.py"), "--model", str(ASSETS / model), "--split", str(split),
            "--voices", str(split.parent / "voices.json"), "--threads", "1", *extra]
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False,
-                       env={**os.environ, "PYTHONPATH": str(ROOT / "tools")})
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False,
+                          env={**os.environ, "PYTHONPATH": str(ROOT / "tools")})
+
+
+def _table(split: Path, model: str, *extra: str) -> dict[str, list[str]]:
+    p = _run(split, model, *extra)
     assert p.returncode == 0, p.stderr
     rows = [line.strip("|").split("|") for line in p.stdout.splitlines() if line.startswith("| ") and "---" not in line]
     return {cells[0].strip(): [c.strip() for c in cells[1:]] for cells in rows[1:]}
@@ -48,3 +52,9 @@ def test_baseline_column_is_the_wer_difference_with_its_paired_se(split):
     for group, cells in same.items():
         assert cells[3] in ("+0.00 ± 0.00", "+0.00"), (group, cells)
         assert cells[:3] == fp32[group][:3]
+
+
+def test_missing_baseline_is_one_line_error_before_any_work(split, tmp_path):
+    p = _run(split, "demo.onnx", "--baseline", str(tmp_path / "nope.onnx"))
+    assert p.returncode == 1 and "Traceback" not in p.stderr, p.stderr
+    assert p.stderr.strip() == f"error: {tmp_path / 'nope.onnx'}: no such model file" and "|" not in p.stdout

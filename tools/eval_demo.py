@@ -22,6 +22,7 @@ from pathlib import Path
 import sentences
 from rich.progress import Progress
 
+from ds2_onnx.errors import Ds2OnnxError
 from ds2_onnx.runtime import BeamSearchOptions, SessionOptions, Transcriber
 from ds2_onnx.validation.datasets import load_dataset
 from ds2_onnx.validation.metrics import ErrorCounts, wer_delta_se
@@ -54,12 +55,12 @@ def main() -> None:
     print(f"decoder: {transcriber.decoder or 'greedy'}")
     dataset = load_dataset(args.split, transcriber.info.labels, transcriber.info.blank_index)
     utterances = list(dataset)
+    other = None
+    if args.baseline:  # opened before any work, so a bad path fails at once
+        lm = transcriber.decoder.lm if transcriber.decoder else None  # loaded once, shared
+        other = Transcriber(args.baseline, SessionOptions(threads=args.threads), lm=lm, beam=beam)
     counts = score(transcriber, utterances, args.batch_size, args.model.name)
-    base = None
-    if args.baseline:
-        other = Transcriber(args.baseline, SessionOptions(threads=args.threads), lm=transcriber.decoder.lm
-                            if transcriber.decoder else None, beam=beam)
-        base = score(other, utterances, args.batch_size, args.baseline.name)
+    base = score(other, utterances, args.batch_size, args.baseline.name) if other else None
 
     members: dict[str, list[int]] = defaultdict(list)
     for i, u in enumerate(utterances):
@@ -98,4 +99,7 @@ def score(transcriber: Transcriber, utterances: list, batch_size: int, name: str
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except Ds2OnnxError as e:  # a missing or broken model, dataset or LM: one line, no traceback
+        raise SystemExit(f"error: {e}") from None
