@@ -91,16 +91,19 @@ def synth_repeats(data, voices_path: Path, weights: list[str]) -> list[int]:
     return [factors.get(speakers[spk]["synth"], 1) for *_, spk in data]
 
 
+def filter_db(audio: np.ndarray, gain_db) -> np.ndarray:
+    """`audio` (16 kHz) through a zero-phase filter whose gain in dB at each FFT frequency is `gain_db(freqs)`."""
+    freqs = np.fft.rfftfreq(audio.size, 1 / 16000)
+    return np.fft.irfft(np.fft.rfft(audio) * 10 ** (gain_db(freqs) / 20), audio.size)
+
+
 def spectral_tilt(audio: np.ndarray, rng: np.random.Generator, max_db: float) -> np.ndarray:
     """A random high shelf: gain uniform in ±max_db above a corner uniform in 1–4 kHz, ramped in over 2 kHz.
 
     Voices differ in how much energy they put above a few kHz (the held-out flite voice rms has ~10 dB more at
     4–8 kHz than the seen flite voices); this makes the balance a nuisance variable rather than a cue."""
     gain_db, lo = rng.uniform(-max_db, max_db), rng.uniform(1000.0, 4000.0)
-    spectrum = np.fft.rfft(audio)
-    freqs = np.fft.rfftfreq(audio.size, 1 / 16000)
-    shelf = np.interp(freqs, [lo, lo + 2000.0], [0.0, gain_db])
-    return np.fft.irfft(spectrum * 10 ** (shelf / 20), audio.size)
+    return filter_db(audio, lambda freqs: np.interp(freqs, [lo, lo + 2000.0], [0.0, gain_db]))
 
 
 EQ_OCTAVES = 125.0 * 2.0 ** np.arange(7)  # 125 Hz … 8 kHz
@@ -113,10 +116,7 @@ def random_eq(audio: np.ndarray, rng: np.random.Generator, max_db: float) -> np.
     Where the shelf of `spectral_tilt` moves only the balance above a corner, this colours the whole envelope,
     formant region included, so that no one voice's long-term spectrum is a cue."""
     gains = rng.uniform(-max_db, max_db, EQ_OCTAVES.size)
-    spectrum = np.fft.rfft(audio)
-    freqs = np.fft.rfftfreq(audio.size, 1 / 16000)
-    curve = np.interp(np.log2(np.maximum(freqs, 1.0)), np.log2(EQ_OCTAVES), gains)
-    return np.fft.irfft(spectrum * 10 ** (curve / 20), audio.size)
+    return filter_db(audio, lambda freqs: np.interp(np.log2(np.maximum(freqs, 1.0)), np.log2(EQ_OCTAVES), gains))
 
 
 def features(samples: np.ndarray, rng: np.random.Generator | None, tilt_db: float = 0.0,
