@@ -102,6 +102,26 @@ def test_random_eq_is_a_bounded_smooth_octave_curve():
     assert max(spreads) > 6.0                                                 # the octaves move independently
 
 
+def test_random_warp_is_a_bounded_monotonic_frequency_warp():
+    bins = 161
+    ramp = np.repeat(np.arange(bins, dtype=np.float32)[:, None], 3, axis=1)   # each bin holds its own index
+    hz = np.linspace(0, 8000, bins)
+    moves = []
+    for seed in range(20):
+        out = train_demo.random_warp(ramp, np.random.default_rng(seed), 0.12)
+        assert out.shape == ramp.shape and out.dtype == ramp.dtype
+        np.testing.assert_array_equal(out[:, 0], out[:, 2])                   # the same warp for every frame
+        src = out[:, 0].astype(np.float64)                                    # = the source bin of each output bin
+        assert src[0] == 0 and src[-1] == bins - 1                            # 0 Hz and 8 kHz stay
+        assert np.all(np.diff(src) > 0)                                       # monotonic: nothing folds over
+        ratio = src[1:] / np.arange(1, bins)
+        assert ratio.min() >= 1 / 1.12 - 1e-5 and ratio.max() <= 1 / 0.88 + 1e-5   # never more than the ±12 % allowed
+        f1, f2 = (np.interp(f, hz[1:], ratio) for f in (700, 1800))          # source/output near F1 and F2
+        moves.append((f1 - 1) * (f2 - 1))
+    assert min(moves) < 0 < max(moves)          # formant regions move independently: one up while another goes down
+    np.testing.assert_allclose(train_demo.random_warp(ramp, np.random.default_rng(0), 0.0), ramp, atol=1e-4)
+
+
 def test_features_tilt_off_leaves_the_random_stream_alone():
     samples = (np.random.default_rng(2).standard_normal(16000) * 3000).astype(np.int16)
     a, b = np.random.default_rng(7), np.random.default_rng(7)
@@ -115,6 +135,12 @@ def test_features_tilt_off_leaves_the_random_stream_alone():
     assert a.random() == b.random()
     equalised = [train_demo.features(samples, np.random.default_rng(s), 12.0, 6.0) for s in range(6)]
     assert any(e.shape == t.shape and not np.allclose(e, t) for e, t in zip(equalised, tilted))
+    a, b = np.random.default_rng(7), np.random.default_rng(7)                # --warp 0 likewise draws nothing
+    np.testing.assert_array_equal(train_demo.features(samples, a, 12.0, 6.0),
+                                  train_demo.features(samples, b, 12.0, 6.0, 0.0))
+    assert a.random() == b.random()
+    warped = [train_demo.features(samples, np.random.default_rng(s), 12.0, 6.0, 0.12) for s in range(6)]
+    assert any(w.shape == e.shape and not np.allclose(w, e) for w, e in zip(warped, equalised))
 
 
 def test_synth_repeats(tmp_path):
@@ -170,7 +196,7 @@ def test_training_run_resume_and_export(corpus, tmp_path):
     assert p.returncode != 0 and "--resume needs the same" in p.stderr and "Traceback" not in p.stderr, p.stderr
 
     # the augmentation may change on resume
-    p = _train(corpus, work, "--steps", "7", "--resume", "--tilt", "12", "--eq", "6")
+    p = _train(corpus, work, "--steps", "7", "--resume", "--tilt", "12", "--eq", "6", "--warp", "0.1")
     assert p.returncode == 0, p.stderr
     assert "resumed at step 4" in p.stderr
     records = [json.loads(line) for line in (work / "log.jsonl").read_text().splitlines()]
@@ -248,3 +274,6 @@ def test_negative_tilt_is_one_line_error(corpus, tmp_path):
     assert p.returncode == 2 and "--tilt wants a gain in dB >= 0" in p.stderr and "Traceback" not in p.stderr, p.stderr
     p = _train(corpus, tmp_path / "w", "--steps", "1", "--eq", "nan")
     assert p.returncode == 2 and "--eq wants a gain in dB >= 0" in p.stderr and "Traceback" not in p.stderr, p.stderr
+    for bad in ("0.5", "-0.1", "nan"):
+        p = _train(corpus, tmp_path / "w", "--steps", "1", "--warp", bad)
+        assert p.returncode == 2 and "--warp wants a factor in 0" in p.stderr and "Traceback" not in p.stderr, p.stderr

@@ -6,10 +6,10 @@
 Same conv stack, features (the runtime's numpy features, identical to the librosa pipeline), 29 labels and
 unidirectional GRUs as MLPerf; CTC loss; Adam with a warm-up and a cosine schedule over --steps (a step-based
 schedule: a rerun with the same seed and corpus follows the same path however fast the machine is);
-SpecAugment-style masks, noise, gain, speed perturbation and (with --tilt, --eq) a random high shelf and a random
-octave equaliser applied on the fly. Checkpoints are written in the MLPerf package format, so
-`ds2-onnx export` runs on them unchanged: WORK/best.pth (lowest dev WER) and WORK/last.pth. WORK/state.pt
-holds optimizer and RNG state for --resume.
+SpecAugment-style masks, noise, gain, speed perturbation and (with --tilt, --eq, --warp) a random high shelf, a
+random octave equaliser and a random formant-scale frequency warp applied on the fly. Checkpoints are written in
+the MLPerf package format, so `ds2-onnx export` runs on them unchanged: WORK/best.pth (lowest dev WER) and
+WORK/last.pth. WORK/state.pt holds optimizer and RNG state for --resume.
 """
 
 from __future__ import annotations
@@ -119,10 +119,31 @@ def random_eq(audio: np.ndarray, rng: np.random.Generator, max_db: float) -> np.
     return filter_db(audio, lambda freqs: np.interp(np.log2(np.maximum(freqs, 1.0)), np.log2(EQ_OCTAVES), gains))
 
 
+WARP_ANCHORS = np.array([0.0, 300.0, 700.0, 1200.0, 1800.0, 2500.0, 3300.0, 4300.0, 5600.0, 8000.0])  # Hz
+MAX_WARP = 0.2  # at most this, neighbouring anchors cannot cross
+
+
+def random_warp(feats: np.ndarray, rng: np.random.Generator, max_warp: float) -> np.ndarray:
+    """The spectrogram (frequency bins x frames, 0 … 8 kHz) under a random monotonic frequency warp: each interior
+    anchor of WARP_ANCHORS moves by an independent factor uniform in 1 ± max_warp (0 Hz and 8 kHz stay), piecewise
+    linear between anchors, the same for every frame.
+
+    Where speed perturbation scales all frequencies by one factor, this moves the formant regions independently
+    (F1 up while F2 goes down, say) — new vocal-tract shapes from the same voices, for speakers never heard."""
+    moved = WARP_ANCHORS * np.concatenate([[1.0], rng.uniform(1 - max_warp, 1 + max_warp, WARP_ANCHORS.size - 2), [1.0]])
+    bins = feats.shape[0]
+    out_hz = np.linspace(0.0, 8000.0, bins)
+    src = np.interp(out_hz, moved, WARP_ANCHORS) * (bins - 1) / 8000.0   # source bin of each output bin
+    lo = np.minimum(src.astype(int), bins - 2)
+    frac = (src - lo)[:, None]
+    return (feats[lo] * (1 - frac) + feats[lo + 1] * frac).astype(feats.dtype)
+
+
 def features(samples: np.ndarray, rng: np.random.Generator | None, tilt_db: float = 0.0,
-             eq_db: float = 0.0) -> np.ndarray:
+             eq_db: float = 0.0, warp: float = 0.0) -> np.ndarray:
     """The runtime's features; with `rng`, a randomly perturbed version (speed, a high shelf of up to ±`tilt_db`
-    when that is > 0, a random octave equaliser of up to ±`eq_db` when that is > 0, noise, gain)."""
+    when that is > 0, a random octave equaliser of up to ±`eq_db` when that is > 0, noise, gain, and on the
+    features a random frequency warp of up to ±`warp` when that is > 0)."""
     audio = samples.astype(np.float64) / 32768.0
     if rng is not None:
         if rng.random() < 0.5:
@@ -137,7 +158,10 @@ def features(samples: np.ndarray, rng: np.random.Generator | None, tilt_db: floa
             power = np.mean(audio**2) + 1e-12
             audio = audio + rng.standard_normal(audio.size) * math.sqrt(power / 10 ** (snr_db / 10))
         audio = audio * rng.uniform(0.3, 1.0)
-    return compute_features(audio * INT32_FULL_SCALE, 320, 160)
+    feats = compute_features(audio * INT32_FULL_SCALE, 320, 160)
+    if rng is not None and warp > 0 and rng.random() < 0.5:   # no draw when off: older recipes replay unchanged
+        feats = random_warp(feats, rng, warp)
+    return feats
 
 
 def spec_augment(f: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -276,6 +300,9 @@ def main() -> None:
     parser.add_argument("--eq", type=float, default=0.0, metavar="DB",
                         help="on half the utterances, a random equaliser: a gain of up to ±DB at each octave from "
                              "125 Hz to 8 kHz (default 0: off)")
+    parser.add_argument("--warp", type=float, default=0.0, metavar="W",
+                        help="on half the utterances, a random frequency warp of the spectrogram: formant-scale anchors "
+                             f"300 Hz … 5.6 kHz each moved by a factor in 1 ± W, at most {MAX_WARP} (default 0: off)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--resume", action="store_true", help="continue from WORK/state.pt (optimizer, schedule, step)")
     parser.add_argument("--init", type=Path, help="start from the weights of an MLPerf-format checkpoint (fine-tuning); one with "
@@ -285,6 +312,8 @@ def main() -> None:
         parser.error(f"--tilt wants a gain in dB >= 0 (0: off), got {args.tilt}")
     if not (args.eq >= 0 and math.isfinite(args.eq)):
         parser.error(f"--eq wants a gain in dB >= 0 (0: off), got {args.eq}")
+    if not 0 <= args.warp <= MAX_WARP:
+        parser.error(f"--warp wants a factor in 0 … {MAX_WARP} (0: off), got {args.warp}")
 
     torch.set_num_threads(args.threads)
     args.work.mkdir(parents=True, exist_ok=True)
@@ -353,7 +382,7 @@ def main() -> None:
                     break
                 t0 = time.perf_counter()
                 rng = np.random.default_rng([args.seed, state["step"]])
-                feats = [spec_augment(features(train[i][0], rng, args.tilt, args.eq), rng) for i in idx]
+                feats = [spec_augment(features(train[i][0], rng, args.tilt, args.eq, args.warp), rng) for i in idx]
                 x, lengths = collate(feats)
                 targets = [torch.from_numpy(train[i][1]) for i in idx]
                 with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
