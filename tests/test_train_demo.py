@@ -277,3 +277,28 @@ def test_negative_tilt_is_one_line_error(corpus, tmp_path):
     for bad in ("0.5", "-0.1", "nan"):
         p = _train(corpus, tmp_path / "w", "--steps", "1", "--warp", bad)
         assert p.returncode == 2 and "--warp wants a factor in 0" in p.stderr and "Traceback" not in p.stderr, p.stderr
+
+
+def test_stop_step_reruns_a_cut_short_run_exactly(corpus, tmp_path):
+    """--stop-step N ends where a run that --minutes cut short ended: same weights, schedule still over --steps."""
+    import torch
+
+    def weights(work: Path) -> dict:
+        return torch.load(work / "last.pth", weights_only=True)["state_dict"]
+
+    runs = {}
+    for name, extra in (("a", ("--steps", "6", "--stop-step", "3")), ("b", ("--steps", "6", "--stop-step", "3")),
+                        ("short", ("--steps", "3"))):
+        p = _train(corpus, tmp_path / name, *extra)
+        assert p.returncode == 0, p.stderr
+        records = [json.loads(line) for line in (tmp_path / name / "log.jsonl").read_text().splitlines()]
+        assert [r["step"] for r in records] == [2, 3]
+        runs[name] = weights(tmp_path / name)
+    assert torch.load(tmp_path / "a" / "last.pth", weights_only=True)["iteration"] == 3
+    assert all(torch.equal(runs["a"][k], runs["b"][k]) for k in runs["a"])   # a rerun follows the same path
+    # with --steps 3 the cosine schedule is shorter, so the learning rate at steps 1-2 differs and so do the weights
+    assert any(not torch.equal(runs["a"][k], runs["short"][k]) for k in runs["a"])
+
+    for bad in ("0", "7"):
+        p = _train(corpus, tmp_path / "w", "--steps", "6", "--stop-step", bad)
+        assert p.returncode == 2 and "--stop-step wants a step in 1" in p.stderr and "Traceback" not in p.stderr, p.stderr

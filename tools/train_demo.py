@@ -282,6 +282,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=100, help="steps of linear learning-rate warm-up")
     parser.add_argument("--minutes", type=float, default=None,
                         help="stop after this much training time (state is saved; --resume continues the schedule)")
+    parser.add_argument("--stop-step", type=int, default=None, metavar="N",
+                        help="stop after step N, the schedule still spanning --steps (reruns a run that --minutes "
+                             "cut short, on any machine)")
     parser.add_argument("--batch-seconds", type=float, default=48.0, help="audio seconds per batch")
     parser.add_argument("--lr", type=float, default=1.5e-3)
     parser.add_argument("--eval-every", type=int, default=400, help="steps between dev evaluations")
@@ -314,6 +317,8 @@ def main() -> None:
         parser.error(f"--eq wants a gain in dB >= 0 (0: off), got {args.eq}")
     if not 0 <= args.warp <= MAX_WARP:
         parser.error(f"--warp wants a factor in 0 … {MAX_WARP} (0: off), got {args.warp}")
+    if args.stop_step is not None and not 1 <= args.stop_step <= args.steps:
+        parser.error(f"--stop-step wants a step in 1 … --steps ({args.steps}), got {args.stop_step}")
 
     torch.set_num_threads(args.threads)
     args.work.mkdir(parents=True, exist_ok=True)
@@ -359,6 +364,7 @@ def main() -> None:
         console.print(f"resumed at step {state['step']} ({state['elapsed'] / 60:.1f} min trained)")
     state["batching"] = batching
     stop_at = state["elapsed"] + args.minutes * 60 if args.minutes is not None else math.inf
+    stop_step = args.stop_step if args.stop_step is not None else args.steps
     console.print(f"model: {args.layers} x GRU({args.hidden}), {params:,} parameters; {args.steps} steps")
 
     def lr_at(step: int) -> float:
@@ -366,7 +372,7 @@ def main() -> None:
         return args.lr * warm * 0.5 * (1 + math.cos(math.pi * min(1.0, step / args.steps)))
 
     def done() -> bool:
-        return state["step"] >= args.steps or state["elapsed"] >= stop_at
+        return state["step"] >= min(args.steps, stop_step) or state["elapsed"] >= stop_at
 
     model.train()
     with progress_bar() as bar:
