@@ -9,7 +9,8 @@ different random initialisations gives a useless model. Check the result on dev 
 
 Each input is read with the normal, safe loader (`weights_only=True`, keys and shapes checked); inputs must agree on
 the architecture, labels and audio settings. The output is the MLPerf package layout, so `ds2-onnx export` reads it
-unchanged; it records the inputs' sha256 under "averaged_from". It is written to a temporary file and renamed.
+unchanged; it records the inputs' sha256 under "averaged_from". It is written to a temporary file and renamed
+(`save_package`).
 """
 
 from __future__ import annotations
@@ -64,12 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     for path, sha in zip(args.checkpoints, hashes):
         print(f"in:  {path} sha256 {sha[:16]}…")
-    tmp = args.output.with_name(args.output.name + ".tmp")
-    try:
-        save_package(make_package(model, averaged_from=hashes), tmp)
-        tmp.replace(args.output)
-    finally:
-        tmp.unlink(missing_ok=True)
+    save_package(make_package(model, averaged_from=hashes), args.output)   # via a temporary file
     config = model.config
     print(f"out: {args.output} sha256 {sha256_file(args.output)[:16]}… (the mean of {len(hashes)} checkpoints, "
           f"{config.hidden_layers} x GRU({config.hidden_size}))")

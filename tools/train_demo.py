@@ -267,9 +267,7 @@ def pick_dev(items: list, limit: int, how: str) -> list:
 
 
 def save_checkpoint(model: DeepSpeech2, path: Path, **extras) -> None:
-    tmp = path.with_suffix(".tmp")
-    save_package(make_package(model, **extras), tmp)
-    tmp.replace(path)
+    save_package(make_package(model, **extras), path)   # via a temporary file: never half-written
 
 
 def main() -> None:
@@ -364,7 +362,7 @@ def main() -> None:
         console.print(f"resumed at step {state['step']} ({state['elapsed'] / 60:.1f} min trained)")
     state["batching"] = batching
     stop_at = state["elapsed"] + args.minutes * 60 if args.minutes is not None else math.inf
-    stop_step = args.stop_step if args.stop_step is not None else args.steps
+    last_step = args.stop_step or args.steps   # --stop-step is 1 … --steps (checked above)
     console.print(f"model: {args.layers} x GRU({args.hidden}), {params:,} parameters; {args.steps} steps")
 
     def lr_at(step: int) -> float:
@@ -372,7 +370,7 @@ def main() -> None:
         return args.lr * warm * 0.5 * (1 + math.cos(math.pi * min(1.0, step / args.steps)))
 
     def done() -> bool:
-        return state["step"] >= min(args.steps, stop_step) or state["elapsed"] >= stop_at
+        return state["step"] >= last_step or state["elapsed"] >= stop_at
 
     model.train()
     with progress_bar() as bar:

@@ -67,8 +67,15 @@ def make_package(model: DeepSpeech2, module_prefix: bool = False, **extras) -> d
 
 
 def save_package(package: dict, path: str | Path, legacy: bool = False) -> Path:
-    """torch.save the package; `legacy=True` writes the pre-1.6 format PyTorch 0.4 produced."""
+    """torch.save the package; `legacy=True` writes the pre-1.6 format PyTorch 0.4 produced.
+
+    Written to PATH.tmp and renamed, so PATH is never half-written (a training run saves over its checkpoints)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(package, path, _use_new_zipfile_serialization=not legacy)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        torch.save(package, tmp, _use_new_zipfile_serialization=not legacy)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
