@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import sys
 import time
@@ -51,10 +52,18 @@ def main(argv: list[str] | None = None) -> int:
     decoders = {
         "greedy": lambda lp: greedy_decode(lp, info.labels, info.blank_index, info.frame_duration),
     }
+    w, lm_decoder = defaults.beam_width, lambda **o: BeamSearchDecoder(info.labels, info.blank_index, lm,
+                                                                     BeamSearchOptions(**o))
     for name, decoder in (
-        (f"beam {defaults.beam_width}, no LM", BeamSearchDecoder(info.labels, info.blank_index)),
-        ("beam 16 + LM", BeamSearchDecoder(info.labels, info.blank_index, lm, BeamSearchOptions(beam_width=16))),
-        (f"beam {defaults.beam_width} + LM (default)", BeamSearchDecoder(info.labels, info.blank_index, lm)),
+        (f"beam {w}, no LM", BeamSearchDecoder(info.labels, info.blank_index)),
+        # the defaults until 2026-12-01: no look-ahead, no margin, LM weight 0.5
+        ("beam 32 + LM, alpha 0.5, no look-ahead, no margin", lm_decoder(beam_width=32, alpha=0.5, lookahead=False,
+                                                                         beam_margin=math.inf)),
+        ("beam 32 + LM, no margin", lm_decoder(beam_width=32, beam_margin=math.inf)),
+        (f"beam {w} + LM, no margin", lm_decoder(beam_margin=math.inf)),
+        (f"beam {w} + LM, no look-ahead", lm_decoder(lookahead=False)),
+        (f"beam {w} + LM (default)", lm_decoder()),
+        (f"beam {2 * w} + LM", lm_decoder(beam_width=2 * w)),
     ):
         decoders[name] = lambda lp, d=decoder: d.decode(lp, info.frame_duration)
 

@@ -50,17 +50,18 @@ def resolve_lm(lm: str | None) -> Path | None:
 
 
 def beam_options(lm: str | None, beam_width: int | None, alpha: float | None, beta: float | None,
-                 unk_offset: float | None = None) -> BeamSearchOptions | None:
+                 unk_offset: float | None = None, beam_margin: float | None = None) -> BeamSearchOptions | None:
     """Beam search settings from the CLI options: None (greedy) unless --lm or --beam-width is given."""
     if lm is None and (alpha is not None or beta is not None or unk_offset is not None):
         raise Ds2OnnxError("--alpha, --beta and --unk-offset weight a language model: pass --lm too")
-    if lm is None and beam_width is None:
+    if lm is None and beam_width is None and beam_margin is None:
         return None
     defaults = BeamSearchOptions()
     try:
         return BeamSearchOptions(beam_width or defaults.beam_width, defaults.alpha if alpha is None else alpha,
                                  defaults.beta if beta is None else beta,
-                                 unk_offset=defaults.unk_offset if unk_offset is None else unk_offset)
+                                 unk_offset=defaults.unk_offset if unk_offset is None else unk_offset,
+                                 beam_margin=defaults.beam_margin if beam_margin is None else beam_margin)
     except ValueError as e:
         raise Ds2OnnxError(str(e)) from None
 
@@ -126,7 +127,8 @@ def transcribe(
     threads: Annotated[Optional[int], typer.Option(help="ONNX Runtime intra-op threads (default: all cores).", min=1)] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Files per model call, grouped by length (more throughput on many files; results still in input order).", min=1)] = 1,
     lm: Annotated[Optional[str], typer.Option("--lm", help=f"Word n-gram language model (ARPA, .arpa or .arpa.gz) for beam search; '{BUNDLED_LM}' = the one trained with the bundled demo model. Default: greedy decoding, no LM.")] = None,
-    beam_width: Annotated[Optional[int], typer.Option("--beam-width", help="Hypotheses kept by beam search (default 32 with --lm; without --lm, plain CTC prefix beam search).", min=1)] = None,
+    beam_width: Annotated[Optional[int], typer.Option("--beam-width", help=f"Hypotheses kept by beam search (default {BeamSearchOptions.beam_width} with --lm; without --lm, plain CTC prefix beam search).", min=1)] = None,
+    beam_margin: Annotated[Optional[float], typer.Option("--beam-margin", help=f"Drop hypotheses scoring more than this (natural log) below the best, even with room in the beam (default {BeamSearchOptions.beam_margin:g}; inf = keep --beam-width).")] = None,
     alpha: Annotated[Optional[float], typer.Option(help=f"LM weight (default {BeamSearchOptions.alpha}, tuned for the bundled LM on the demo corpus's dev split).", min=0.0)] = None,
     beta: Annotated[Optional[float], typer.Option(help=f"Bonus per word (default {BeamSearchOptions.beta}, tuned with alpha).")] = None,
     unk_offset: Annotated[Optional[float], typer.Option("--unk-offset", help=f"Score added to each word outside the LM's vocabulary, <= 0; -inf = vocabulary words only (default {BeamSearchOptions.unk_offset:g}, tuned with alpha).", max=0.0)] = None,
@@ -138,7 +140,7 @@ def transcribe(
 
     try:
         transcriber = Transcriber(model or default_model(), SessionOptions(threads=threads),
-                                  lm=resolve_lm(lm), beam=beam_options(lm, beam_width, alpha, beta, unk_offset))
+                                  lm=resolve_lm(lm), beam=beam_options(lm, beam_width, alpha, beta, unk_offset, beam_margin))
     except Ds2OnnxError as e:
         raise fail(str(e))
 

@@ -1,5 +1,6 @@
-"""CTC prefix beam search: exact against brute force over every path, equal to greedy on peaked outputs, and a
-language model that turns an acoustically likelier misspelling into the word it knows."""
+"""CTC prefix beam search: exact against brute force over every path, equal to greedy on peaked outputs, a
+language model that turns an acoustically likelier misspelling into the word it knows, LM look-ahead that keeps a
+likely word in a narrow beam, and a score margin that prunes exactly the hypotheses it should."""
 
 import itertools
 import math
@@ -36,7 +37,8 @@ def brute_force_best(log_probs, labels):
 def test_unpruned_beam_search_finds_the_most_probable_text(seed):
     rng = np.random.default_rng(seed)
     log_probs = log_softmax(rng.normal(0, 1.5, size=(5, len(SMALL))))
-    decoder = BeamSearchDecoder(SMALL, 0, options=BeamSearchOptions(beam_width=10_000, prune_log_prob=-math.inf))
+    decoder = BeamSearchDecoder(SMALL, 0, options=BeamSearchOptions(beam_width=10_000, prune_log_prob=-math.inf,
+                                                                     beam_margin=math.inf))
     assert decoder.decode(log_probs, FRAME).text == brute_force_best(log_probs, SMALL)
 
 
@@ -122,6 +124,57 @@ def test_unk_offset_keeps_out_of_vocabulary_words_out():
         assert free == spoken and all(w in lm for w in strict.decode(frames, FRAME).text.split())
 
 
+def test_lookahead_keeps_a_likely_word_that_a_narrow_beam_would_lose():
+    rng = np.random.default_rng(4)
+    # the C of CAT heard as D with 0.55: DAT... starts the vocabulary word DATA, so without look-ahead a beam of one
+    # hypothesis follows D (both prefixes cost nothing until their word ends) and is left with a non-word; with it,
+    # "THE C" is scored as CAT and "THE D" as DATA (Kneser-Ney unigrams: CAT follows five words, DATA one)
+    lm = estimate([s.split() for s in ("THE CAT SAT", "A CAT SAT", "MY CAT SAT", "HER CAT RAN", "HIS CAT SAT",
+                                       "THE DATA SAT")], 3)
+    log_probs = frames_for("THE CAT SAT", rng, confusions={4: {"D": 0.55, "C": 0.40, "_": 0.05}})
+
+    def text(width, lookahead):
+        options = BeamSearchOptions(beam_width=width, alpha=0.8, beta=0.0, lookahead=lookahead)
+        return BeamSearchDecoder(LABELS, 0, lm, options).decode(log_probs, FRAME).text
+
+    assert text(1, lookahead=False) != "THE CAT SAT"
+    assert text(1, lookahead=True) == "THE CAT SAT"
+    assert text(8, lookahead=False) == text(8, lookahead=True) == "THE CAT SAT"  # a wider beam keeps both
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_lookahead_changes_what_the_beam_keeps_not_how_the_result_is_scored(seed):
+    # with nothing pruned, every hypothesis reaches the end and is scored by the LM in full either way
+    labels = "_ACST "
+    lm = estimate([s.split() for s in ("A CAT SAT", "A CAT", "CATS SAT", "AS A CAT SAT", "A CAST")], 3)
+    log_probs = log_softmax(np.random.default_rng(seed).normal(0, 1.0, size=(6, len(labels))))
+    texts = []
+    for lookahead in (False, True):
+        options = BeamSearchOptions(beam_width=100_000, prune_log_prob=-math.inf, beam_margin=math.inf, alpha=0.8,
+                                    beta=1.0, unk_offset=-5.0, lookahead=lookahead)
+        texts.append(BeamSearchDecoder(labels, 0, lm, options).decode(log_probs, FRAME).text)
+    assert texts[0] == texts[1]
+    # (a text, not the empty transcript on which any two decoders agree)
+    assert texts[0] != ""
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_beam_margin_prunes_hypotheses_below_the_best(seed):
+    rng = np.random.default_rng(seed)
+    lm = estimate(LM_TEXT, 3)
+    log_probs = log_softmax(rng.normal(0, 1.5, size=(30, len(LABELS))))
+
+    def decoded(width, margin, model=lm):
+        options = BeamSearchOptions(beam_width=width, beam_margin=margin, unk_offset=-5.0)
+        return BeamSearchDecoder(LABELS, 0, model, options).decode(log_probs, FRAME)
+
+    for model in (None, lm):
+        # a margin too small for any second hypothesis leaves the best one only: a beam of width 1
+        assert decoded(64, 1e-9, model) == decoded(1, math.inf, model)
+        # a margin wider than any score gap leaves the beam as wide as its width
+        assert decoded(16, 1e6, model) == decoded(16, math.inf, model)
+
+
 def test_empty_and_silent_inputs():
     decoder = BeamSearchDecoder(LABELS, 0, estimate(LM_TEXT, 2))
     assert decoder.decode(np.zeros((0, len(LABELS))), FRAME).text == ""
@@ -135,6 +188,9 @@ def test_options_are_checked():
         BeamSearchOptions(beam_width=0)
     with pytest.raises(ValueError, match="alpha"):
         BeamSearchOptions(alpha=-1)
+    for margin in (0.0, -1.0, math.nan):
+        with pytest.raises(ValueError, match="beam margin"):
+            BeamSearchOptions(beam_margin=margin)
     for offset in (0.5, math.nan, math.inf):
         with pytest.raises(ValueError, match="unk_offset"):
             BeamSearchOptions(unk_offset=offset)

@@ -27,7 +27,9 @@ def test_decoder_bench_reports_every_decoder_with_the_transcribers_wer(tmp_path,
     assert bench.main(["--limit", "6", "--reps", "2", "--json", str(out)]) == 0
     report = json.loads(out.read_text())
     names = [r["decoder"] for r in report["rows"]]
-    assert names == ["(model forward pass)", "greedy", "beam 32, no LM", "beam 16 + LM", "beam 32 + LM (default)"]
+    assert names == ["(model forward pass)", "greedy", "beam 64, no LM", "beam 32 + LM, alpha 0.5, no look-ahead, no margin",
+                     "beam 32 + LM, no margin", "beam 64 + LM, no margin", "beam 64 + LM, no look-ahead",
+                     "beam 64 + LM (default)", "beam 128 + LM"]
     assert report["utterances"] == 6 and report["machine"]["onnxruntime"]
     for row in report["rows"]:
         assert row["median_ms"] > 0 and row["ms_per_audio_s"] > 0
@@ -37,9 +39,9 @@ def test_decoder_bench_reports_every_decoder_with_the_transcribers_wer(tmp_path,
     utterances = list(load_dataset(SPLIT, Transcriber(ASSETS / "demo.int8.onnx").info.labels))
     picked = [utterances[i] for i in spread(len(utterances), 6)]
     refs = [u.transcript for u in picked]
-    for name, lm in (("greedy", None), ("beam 32 + LM (default)", ASSETS / "demo-lm.arpa.gz")):
+    for name, lm in (("greedy", None), ("beam 64 + LM (default)", ASSETS / "demo-lm.arpa.gz")):
         t = Transcriber(ASSETS / "demo.int8.onnx", lm=lm)
         counts = corpus_counts(refs, [t.transcribe(u.audio).text for u in picked])
         assert rows[name]["wer"] == counts.wer and rows[name]["cer"] == counts.cer, name
     table = capsys.readouterr().out
-    assert "| beam 32 + LM (default) |" in table and "machine:" in table
+    assert "| beam 64 + LM (default) |" in table and "machine:" in table

@@ -32,20 +32,28 @@ def _logaddexp(a: float, b: float) -> float:
 
 @dataclass(frozen=True)
 class BeamSearchOptions:
-    beam_width: int = 32
+    beam_width: int = 64
     # alpha, beta and unk_offset were tuned for the bundled demo LM on the demo corpus's dev split
     # (docs/demo-model.md); tune them again for another model or LM (`ds2-onnx tune-lm`). All three are unused
     # without an LM.
-    alpha: float = 0.5  # LM weight (on natural-log probabilities)
+    alpha: float = 0.8  # LM weight (on natural-log probabilities)
     beta: float = 0.0  # bonus per word
     prune_log_prob: float = -10.0  # labels below this log-prob at a frame are not tried as extensions
+    # hypotheses scoring more than this (natural log) below the frame's best are dropped even if the beam has room:
+    # most of a wide beam's accuracy at much less of its cost (docs/demo-model.md); inf keeps `beam_width` always
+    beam_margin: float = 12.0
     # added (natural log, not weighted by alpha) to a word outside the LM's vocabulary, beyond alpha * its
     # <unk> log-prob; -inf: vocabulary words only. Unused without an LM.
     unk_offset: float = -math.inf
+    # LM look-ahead: a word being spelled is scored as its likeliest vocabulary completion (the highest unigram
+    # probability among the words it starts), so it competes fairly with prefixes whose words the LM has scored
+    lookahead: bool = True
 
     def __post_init__(self):
         if self.beam_width < 1:
             raise ValueError(f"beam width must be at least 1, got {self.beam_width}")
+        if not self.beam_margin > 0:  # also NaN
+            raise ValueError(f"beam margin must be > 0 (or inf), got {self.beam_margin}")
         if not (math.isfinite(self.alpha) and math.isfinite(self.beta) and self.alpha >= 0):
             raise ValueError(f"alpha must be finite and >= 0 and beta finite, got alpha={self.alpha}, beta={self.beta}")
         if math.isnan(self.unk_offset) or self.unk_offset > 0:
@@ -73,6 +81,7 @@ class _Prefix:
     bonus: float = 0.0  # score - ln p_ctc: alpha * (lm_words + ln <unk> if no vocabulary word starts with `partial`)
     #                     + beta * words + unk_offset * oov, a partial word counted (see `_child_bonus`)
     children: dict = field(default_factory=dict)
+    tried: dict = field(default_factory=dict)  # label -> `_child_bonus` of an extension not built (yet)
 
 
 class BeamSearchDecoder:
@@ -89,11 +98,15 @@ class BeamSearchDecoder:
         self.options = options
         self._word_cache: dict[tuple[tuple[str, ...], str], float] = {}
         if lm is not None:
-            prefixes = set()
+            # every prefix of a vocabulary word -> ln p_lm of the likeliest word it starts (unigram probabilities),
+            # or 0 without look-ahead
+            self._prefixes: dict[str, float] = {}
+            unigrams = lm.tables[0]
             for word in lm.vocabulary:
+                score = unigrams[word][0] * LN10 if options.lookahead else 0.0
                 for i in range(1, len(word) + 1):
-                    prefixes.add(word[:i])
-            self._prefixes = frozenset(prefixes)
+                    if score > self._prefixes.get(word[:i], NEG_INF):
+                        self._prefixes[word[:i]] = score
             self._unk = lm.unk_log10 * LN10
 
     def __repr__(self) -> str:
@@ -129,10 +142,12 @@ class BeamSearchDecoder:
         o = self.options
         if label == self.space:  # the word is complete: the LM scores it
             lm, oov = node.lm_words + self._word_score(node.context, node.partial), node.oov + (node.partial not in self.lm)
-        elif node.partial + self.labels[label] in self._prefixes:  # still spelling a vocabulary word
-            lm, oov = node.lm_words, node.oov
-        else:  # no vocabulary word starts like this: charged as <unk> at once
-            lm, oov = node.lm_words + self._unk, node.oov + 1
+        else:
+            ahead = self._prefixes.get(node.partial + self.labels[label])
+            if ahead is not None:  # still spelling a vocabulary word
+                lm, oov = node.lm_words + ahead, node.oov
+            else:  # no vocabulary word starts like this: charged as <unk> at once
+                lm, oov = node.lm_words + self._unk, node.oov + 1
         return o.alpha * lm + o.beta * (node.words + 1) + o.oov_score(oov)
 
     def _child(self, node: _Prefix, label: int, frame: int, bonus: float) -> _Prefix:
@@ -170,7 +185,7 @@ class BeamSearchDecoder:
         blank, space = self.blank, self.space
         root = _Prefix(None, -1, -1, "")
         beams: list = [[root, 0.0, NEG_INF, 0.0]]  # [node, ln p_blank, ln p_label, bonus]
-        width = o.beam_width
+        width, margin = o.beam_width, o.beam_margin
         for t in range(log_probs.shape[0]):
             row = log_probs[t].tolist()
             lp_blank = row[blank]
@@ -202,7 +217,9 @@ class BeamSearchDecoder:
                     emit = (p_b if c == node.label else total) + lp
                     child = node.children.get(c)
                     if child is None:
-                        bonus = self._child_bonus(node, c)
+                        bonus = node.tried.get(c)
+                        if bonus is None:
+                            bonus = node.tried[c] = self._child_bonus(node, c)
                         if bonus > NEG_INF:  # -inf: outside the vocabulary with unk_offset -inf
                             nxt[(id(node), c)] = [None, NEG_INF, emit, bonus, node, c]
                         continue
@@ -215,7 +232,8 @@ class BeamSearchDecoder:
                         other[2] = _logaddexp(other[2], emit)
             entries = list(nxt.values())
             ranked = sorted((-(_logaddexp(e[1], e[2]) + e[3]), i) for i, e in enumerate(entries))
-            beams = [entries[i] for _, i in ranked[:width]]
+            cut = ranked[0][0] + margin if ranked else 0.0  # ranked by negated score: best first
+            beams = [entries[i] for score, i in ranked[:width] if score <= cut]
             for e in beams:
                 if e[0] is None:  # a surviving new extension: build it, first emitted here
                     child = e[0] = self._child(e[4], e[5], t, e[3])

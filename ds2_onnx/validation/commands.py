@@ -6,6 +6,7 @@ level: the validation code, and with it torch, librosa and matplotlib, are loade
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -67,7 +68,8 @@ def validate(
     max_p99: Annotated[Optional[float], typer.Option("--max-p99", min=0, help="Exit with code 3 if an ONNX variant's p99 latency exceeds this many seconds.")] = None,
     data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="Where split names are looked up (<dir>/LibriSpeech/<split>). Default: $DS2_ONNX_DATA or ~/.cache/ds2-onnx.")] = None,
     lm: Annotated[Optional[str], typer.Option("--lm", help="Decode every variant, and the reference, by beam search with this ARPA LM ('bundled' = the demo LM), as `transcribe --lm` does. Default: greedy, as the MLPerf reference.")] = None,
-    beam_width: Annotated[Optional[int], typer.Option("--beam-width", min=1, help="Beam width (default 32 with --lm; without --lm, plain CTC prefix beam search).")] = None,
+    beam_width: Annotated[Optional[int], typer.Option("--beam-width", min=1, help=f"Beam width (default {BeamSearchOptions.beam_width} with --lm; without --lm, plain CTC prefix beam search).")] = None,
+    beam_margin: Annotated[Optional[float], typer.Option("--beam-margin", help="Beam search score margin, as for transcribe.")] = None,
     alpha: Annotated[Optional[float], typer.Option(help="LM weight, as for transcribe.", min=0.0)] = None,
     beta: Annotated[Optional[float], typer.Option(help="Word bonus, as for transcribe.")] = None,
     unk_offset: Annotated[Optional[float], typer.Option("--unk-offset", max=0.0, help="Out-of-vocabulary offset, as for transcribe.")] = None,
@@ -102,7 +104,7 @@ def validate(
                 progress.advance(task)
 
             report = run_validation(dataset, model, checkpoint, limit, workers, threads, data_dir,
-                                    resolve_lm(lm), beam_options(lm, beam_width, alpha, beta, unk_offset),
+                                    resolve_lm(lm), beam_options(lm, beam_width, alpha, beta, unk_offset, beam_margin),
                                     on_start=on_start, on_result=on_result)
     except Ds2OnnxError as e:
         raise fail(str(e))
@@ -142,8 +144,9 @@ def validate(
 
 
 def _offset_json(value: float) -> float | str:
-    """An unk offset for JSON, which has no infinity: -inf as the string "-inf" (float() reads it back)."""
-    return value if value > float("-inf") else "-inf"
+    """An unk offset or beam margin for JSON, which has no infinity: ±inf as the string "-inf" or "inf" (float()
+    reads it back)."""
+    return value if math.isfinite(value) else f"{value:g}"
 
 
 def _floats(text: str, option: str) -> list[float]:
@@ -162,7 +165,8 @@ def tune_lm(
     model: Annotated[Optional[Path], typer.Option("--model", "-m", help="Exported ONNX model. Default: $DS2_ONNX_MODEL or the bundled demo model.")] = None,
     alpha: Annotated[str, typer.Option(help="Comma-separated LM weights to try.")] = "0.35,0.5,0.65,0.8",
     beta: Annotated[str, typer.Option(help="Comma-separated word bonuses to try.")] = "-1,0,1,2",
-    beam_width: Annotated[int, typer.Option("--beam-width", min=1, help="Beam width used for every point.")] = 32,
+    beam_width: Annotated[int, typer.Option("--beam-width", min=1, help="Beam width used for every point.")] = BeamSearchOptions.beam_width,
+    beam_margin: Annotated[float, typer.Option("--beam-margin", help="Beam search score margin used for every point (as for transcribe).")] = BeamSearchOptions.beam_margin,
     unk_offset: Annotated[str, typer.Option("--unk-offset", help="Comma-separated out-of-vocabulary offsets to try (<= 0; -inf = vocabulary words only), e.g. 0,-10,-inf.")] = f"{BeamSearchOptions.unk_offset:g}",
     limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="Tune on N utterances spread evenly over the dataset.")] = None,
     jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", min=1, help="Processes decoding grid points in parallel (default: all cores).")] = None,
@@ -185,7 +189,7 @@ def tune_lm(
             task = progress.add_task("loading", total=None)
             report = run_tuning(
                 dataset, model or default_model(), resolve_lm(lm), alphas, betas, beam_width, offsets, limit, jobs,
-                threads, data_dir,
+                threads, data_dir, beam_margin=beam_margin,
                 on_stage=lambda stage, total: progress.update(task, description=stage, total=total, completed=0),
                 on_step=lambda: progress.advance(task),
                 on_skip=lambda uid, e: progress.console.print(f"[yellow]skipped[/] {escape(uid)}: {escape(e)}"),
@@ -193,7 +197,7 @@ def tune_lm(
     except (Ds2OnnxError, ValueError) as e:
         raise fail(str(e))
     best = report.best
-    table = Table(title=f"beam search (width {report.beam_width}) on {report.dataset}, {report.utterances} utterances",
+    table = Table(title=f"beam search (width {report.beam_width}, margin {beam_margin:g}) on {report.dataset}, {report.utterances} utterances",
                   title_justify="left")
     for column in ("alpha", "beta", "unk offset", "WER", "CER", "s/utt"):
         table.add_column(column, justify="right")
@@ -213,6 +217,7 @@ def tune_lm(
         payload = {
             "dataset": report.dataset, "utterances": report.utterances, "skipped": report.skipped,
             "beam_width": report.beam_width,
+            "beam_margin": _offset_json(beam_margin),
             "greedy": {"wer": report.greedy.wer, "cer": report.greedy.cer},
             "beam_no_lm": {"wer": report.no_lm.wer, "cer": report.no_lm.cer},
             "points": [{"alpha": p.alpha, "beta": p.beta, "unk_offset": _offset_json(p.unk_offset), "wer": p.wer,

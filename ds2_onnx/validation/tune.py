@@ -72,9 +72,10 @@ _DATA: list[tuple[str, np.ndarray]] = []
 _DECODE: dict = {}
 
 
-def _init(data, labels, blank, lm, beam_width, frame_duration):
+def _init(data, labels, blank, lm, beam_width, frame_duration, beam_margin):
     _DATA[:] = data
-    _DECODE.update(labels=labels, blank=blank, lm=lm, beam_width=beam_width, frame_duration=frame_duration)
+    _DECODE.update(labels=labels, blank=blank, lm=lm, beam_width=beam_width, frame_duration=frame_duration,
+                   beam_margin=beam_margin)
 
 
 def _decode_all(point: tuple[float, float, float] | None) -> tuple[ErrorCounts, float]:
@@ -82,7 +83,8 @@ def _decode_all(point: tuple[float, float, float] | None) -> tuple[ErrorCounts, 
     lm = d["lm"] if point is not None else None
     alpha, beta, unk_offset = point if point is not None else (0.0, 0.0, 0.0)
     decoder = BeamSearchDecoder(d["labels"], d["blank"], lm,
-                                BeamSearchOptions(d["beam_width"], alpha, beta, unk_offset=unk_offset))
+                                BeamSearchOptions(d["beam_width"], alpha, beta, unk_offset=unk_offset,
+                                                  beam_margin=d["beam_margin"]))
     total = ErrorCounts()
     start = time.perf_counter()
     for reference, log_probs in _DATA:
@@ -105,12 +107,13 @@ def tune_lm(
     on_stage: Callable[[str, int], None] = lambda stage, total: None,
     on_step: Callable[[], None] = lambda: None,
     on_skip: Callable[[str, str], None] = lambda utterance, error: None,
+    beam_margin: float = BeamSearchOptions.beam_margin,
 ) -> TuneReport:
     if not alphas or not betas or not unk_offsets:
         raise ValueError("give at least one alpha, one beta and one unk offset")
     grid = [(float(a), float(b), float(u)) for a in alphas for b in betas for u in unk_offsets]
     for a, b, u in grid:
-        BeamSearchOptions(beam_width, a, b, unk_offset=u)  # raises on a bad value before the model runs
+        BeamSearchOptions(beam_width, a, b, unk_offset=u, beam_margin=beam_margin)  # raises on a bad value before the model runs
     lm_model = lm if isinstance(lm, LanguageModel) else LanguageModel.load(lm)
     transcriber = Transcriber(model, SessionOptions(threads=threads))
     info = transcriber.info
@@ -143,7 +146,7 @@ def tune_lm(
     grid = [None] + grid
     on_stage("decoding the grid", len(grid))
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(grid)))
-    init = (data, info.labels, info.blank_index, lm_model, beam_width, info.frame_duration)
+    init = (data, info.labels, info.blank_index, lm_model, beam_width, info.frame_duration, beam_margin)
     results: list[tuple[ErrorCounts, float]] = []
     if jobs == 1:
         _init(*init)

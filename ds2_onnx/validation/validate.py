@@ -78,10 +78,11 @@ class EvalConfig:
         if self.lm is None and self.beam is None:
             return "greedy"
         o = self.beam or BeamSearchOptions()
+        search = f"beam search (width {o.beam_width}, margin {o.beam_margin:g})"
         if self.lm is None:
-            return f"beam search (width {o.beam_width}), no LM"
-        return (f"beam search (width {o.beam_width}) with LM {self.lm} (alpha {o.alpha:g}, beta {o.beta:g}, "
-                f"unk offset {o.unk_offset:g})")
+            return f"{search}, no LM"
+        return (f"{search} with LM {self.lm} (alpha {o.alpha:g}, beta {o.beta:g}, unk offset {o.unk_offset:g}"
+                f"{'' if o.lookahead else ', no look-ahead'})")
 
     @property
     def baseline(self) -> str:
