@@ -51,7 +51,8 @@ def resolve_lm(lm: str | None) -> Path | None:
 
 def beam_options(lm: str | None, beam_width: int | None, alpha: float | None, beta: float | None,
                  unk_offset: float | None = None, beam_margin: float | None = None) -> BeamSearchOptions | None:
-    """Beam search settings from the CLI options: None (greedy) unless --lm or --beam-width is given."""
+    """Beam search settings from the CLI options: None (greedy) unless --lm, --beam-width or --beam-margin is
+    given."""
     if lm is None and (alpha is not None or beta is not None or unk_offset is not None):
         raise Ds2OnnxError("--alpha, --beta and --unk-offset weight a language model: pass --lm too")
     if lm is None and beam_width is None and beam_margin is None:

@@ -4,7 +4,11 @@ Each hypothesis is scored  log p_ctc(prefix) + alpha * ln p_lm(words) + beta * (
 + unk_offset * (words outside the LM's vocabulary). A word is scored by the LM when the space after it is
 emitted (and the last one at the end, with </s>); while a word is being spelled, a prefix that no vocabulary
 word starts with is charged the LM's <unk> score and `unk_offset` at once, so misspellings drop out of the
-beam early. `unk_offset=-inf` (the default) allows vocabulary words only, a lexicon-constrained search.
+beam early. `unk_offset=-inf` (the default) allows vocabulary words only, a lexicon-constrained search. With
+look-ahead (the default) a word being spelled is ranked, until it ends, as the likeliest vocabulary word it starts
+(highest unigram probability), so it competes on equal terms with hypotheses that have paid for their last word;
+the final ranking uses the LM's full scores either way. At each frame the beam keeps at most `beam_width`
+hypotheses, and none scoring more than `beam_margin` below the best.
 Without an LM this is plain CTC prefix beam search. Greedy decoding (`decoding.decode`) stays the default
 everywhere: it is what the MLPerf reference measures, so WER parity checks use it.
 """
@@ -78,7 +82,8 @@ class _Prefix:
     words: int = 0  # completed words
     oov: int = 0  # completed words outside the LM's vocabulary
     emit: float = NEG_INF  # ln p of the likeliest way to reach this prefix by emitting its last label at `frame`
-    bonus: float = 0.0  # score - ln p_ctc: alpha * (lm_words + ln <unk> if no vocabulary word starts with `partial`)
+    bonus: float = 0.0  # score - ln p_ctc: alpha * (lm_words + ln <unk> if no vocabulary word starts with `partial`,
+    #                     else its look-ahead score)
     #                     + beta * words + unk_offset * oov, a partial word counted (see `_child_bonus`)
     children: dict = field(default_factory=dict)
     tried: dict = field(default_factory=dict)  # label -> `_child_bonus` of an extension not built (yet)
