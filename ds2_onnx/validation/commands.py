@@ -163,7 +163,7 @@ def tune_lm(
     dataset: Annotated[str, typer.Option("--dataset", "-d", help="Development data to tune on: a LibriSpeech split name, a LibriSpeech-layout folder or a manifest CSV (as for validate).")],
     lm: Annotated[str, typer.Option("--lm", help="ARPA language model (.arpa or .arpa.gz), or 'bundled' for the demo LM.")],
     model: Annotated[Optional[Path], typer.Option("--model", "-m", help="Exported ONNX model. Default: $DS2_ONNX_MODEL or the bundled demo model.")] = None,
-    alpha: Annotated[str, typer.Option(help="Comma-separated LM weights to try.")] = "0.35,0.5,0.65,0.8",
+    alpha: Annotated[str, typer.Option(help="Comma-separated LM weights to try.")] = "0.5,0.65,0.8,1",
     beta: Annotated[str, typer.Option(help="Comma-separated word bonuses to try.")] = "-1,0,1,2",
     beam_width: Annotated[int, typer.Option("--beam-width", min=1, help="Beam width used for every point.")] = BeamSearchOptions.beam_width,
     beam_margin: Annotated[float, typer.Option("--beam-margin", help="Beam search score margin used for every point (as for transcribe).")] = BeamSearchOptions.beam_margin,
