@@ -50,11 +50,13 @@ def resolve_lm(lm: str | None) -> Path | None:
 
 
 def beam_options(lm: str | None, beam_width: int | None, alpha: float | None, beta: float | None,
-                 unk_offset: float | None = None, beam_margin: float | None = None) -> BeamSearchOptions | None:
+                 unk_offset: float | None = None, beam_margin: float | None = None,
+                 lookahead: bool | None = None) -> BeamSearchOptions | None:
     """Beam search settings from the CLI options: None (greedy) unless --lm, --beam-width or --beam-margin is
     given."""
-    if lm is None and (alpha is not None or beta is not None or unk_offset is not None):
-        raise Ds2OnnxError("--alpha, --beta and --unk-offset weight a language model: pass --lm too")
+    if lm is None and (alpha is not None or beta is not None or unk_offset is not None or lookahead is not None):
+        raise Ds2OnnxError("--alpha, --beta, --unk-offset and --lookahead/--no-lookahead weight a language model: "
+                           "pass --lm too")
     if lm is None and beam_width is None and beam_margin is None:
         return None
     defaults = BeamSearchOptions()
@@ -62,7 +64,8 @@ def beam_options(lm: str | None, beam_width: int | None, alpha: float | None, be
         return BeamSearchOptions(beam_width or defaults.beam_width, defaults.alpha if alpha is None else alpha,
                                  defaults.beta if beta is None else beta,
                                  unk_offset=defaults.unk_offset if unk_offset is None else unk_offset,
-                                 beam_margin=defaults.beam_margin if beam_margin is None else beam_margin)
+                                 beam_margin=defaults.beam_margin if beam_margin is None else beam_margin,
+                                 lookahead=defaults.lookahead if lookahead is None else lookahead)
     except ValueError as e:
         raise Ds2OnnxError(str(e)) from None
 
@@ -133,6 +136,7 @@ def transcribe(
     alpha: Annotated[Optional[float], typer.Option(help=f"LM weight (default {BeamSearchOptions.alpha}, tuned for the bundled LM on the demo corpus's dev split).", min=0.0)] = None,
     beta: Annotated[Optional[float], typer.Option(help=f"Bonus per word (default {BeamSearchOptions.beta}, tuned with alpha).")] = None,
     unk_offset: Annotated[Optional[float], typer.Option("--unk-offset", help=f"Score added to each word outside the LM's vocabulary, <= 0; -inf = vocabulary words only (default {BeamSearchOptions.unk_offset:g}, tuned with alpha).", max=0.0)] = None,
+    lookahead: Annotated[Optional[bool], typer.Option("--lookahead/--no-lookahead", help="Rank a word being spelled as its likeliest vocabulary word (default: on).")] = None,
 ) -> None:
     """Transcribe audio files; text on stdout, one line per file (prefixed by the path when there are several)."""
     from rich.progress import Progress
@@ -141,7 +145,7 @@ def transcribe(
 
     try:
         transcriber = Transcriber(model or default_model(), SessionOptions(threads=threads),
-                                  lm=resolve_lm(lm), beam=beam_options(lm, beam_width, alpha, beta, unk_offset, beam_margin))
+                                  lm=resolve_lm(lm), beam=beam_options(lm, beam_width, alpha, beta, unk_offset, beam_margin, lookahead))
     except Ds2OnnxError as e:
         raise fail(str(e))
 

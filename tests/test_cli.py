@@ -153,6 +153,10 @@ def test_build_lm_then_transcribe_with_it(tmp_path, tiny_onnx, speech_flac):
     assert r.exit_code == 0, r.stderr
     narrow = Transcriber(tiny_onnx, lm=lm, beam=BeamSearchOptions(8, beam_margin=0.5)).transcribe(speech_flac)
     assert r.stdout.strip() == narrow.text
+    r = invoke("transcribe", speech_flac, "--model", tiny_onnx, "--lm", lm, "--beam-width", 2, "--no-lookahead")
+    assert r.exit_code == 0, r.stderr
+    plain = Transcriber(tiny_onnx, lm=lm, beam=BeamSearchOptions(2, lookahead=False)).transcribe(speech_flac)
+    assert r.stdout.strip() == plain.text
 
 
 def test_language_model_errors_are_one_line(tmp_path, tiny_onnx, speech_flac):
@@ -163,6 +167,7 @@ def test_language_model_errors_are_one_line(tmp_path, tiny_onnx, speech_flac):
                          "no such language model file")
     assert_clean_failure(invoke("transcribe", speech_flac, "-m", tiny_onnx, "--alpha", 1), "pass --lm too")
     assert_clean_failure(invoke("transcribe", speech_flac, "-m", tiny_onnx, "--unk-offset", -5), "pass --lm too")
+    assert_clean_failure(invoke("transcribe", speech_flac, "-m", tiny_onnx, "--no-lookahead"), "pass --lm too")
     for margin in (0, -3, "nan"):
         assert_clean_failure(invoke("transcribe", speech_flac, "-m", tiny_onnx, "--beam-margin", margin), "beam margin must be")
     split = speech_flac.parent
@@ -211,13 +216,14 @@ def test_tune_lm_reports_the_grid_consistently_with_transcribe(tmp_path):
     model = ASSETS / "demo.onnx"
     out = tmp_path / "tune.json"
     r = invoke("tune-lm", "-d", split, "--lm", "bundled", "-m", model, "--limit", 6, "--alpha", "0,0.8",
-               "--beta", "1,4.5", "--unk-offset", "0,-inf", "--beam-width", 8, "--beam-margin", "inf", "--jobs", 2,
-               "--json", out)
+               "--beta", "1,4.5", "--unk-offset", "0,-inf", "--beam-width", 8, "--beam-margin", "inf", "--no-lookahead",
+               "--jobs", 2, "--json", out)
     assert r.exit_code == 0, r.stderr
     report = json.loads(out.read_text())
     assert report["utterances"] == 6 and len(report["points"]) == 8
     assert {p["unk_offset"] for p in report["points"]} == {0.0, "-inf"}  # JSON has no infinity
-    assert report["beam_margin"] == "inf" and "(width 8, margin inf)" in r.stdout
+    assert report["beam_margin"] == "inf" and report["lookahead"] is False
+    assert "(width 8, margin inf, no look-ahead)" in r.stdout
     best = report["best"]
     assert f"best: --alpha {best['alpha']:g} --beta {best['beta']:g} --unk-offset {float(best['unk_offset']):g}" in r.stdout
     assert report["best"]["wer"] == min(p["wer"] for p in report["points"])
@@ -230,7 +236,8 @@ def test_tune_lm_reports_the_grid_consistently_with_transcribe(tmp_path):
     for offset in (0.0, float("-inf")):
         point = next(p for p in report["points"] if (p["alpha"], p["beta"], float(p["unk_offset"])) == (0.8, 4.5, offset))
         fused = Transcriber(model, lm=ASSETS / DEMO_LM,
-                            beam=BeamSearchOptions(8, 0.8, 4.5, unk_offset=offset, beam_margin=float("inf")))
+                            beam=BeamSearchOptions(8, 0.8, 4.5, unk_offset=offset, beam_margin=float("inf"),
+                                                  lookahead=False))
         assert point["wer"] == corpus_counts(refs, [fused.transcribe(u.audio).text for u in picked]).wer
 
 

@@ -39,6 +39,7 @@ def main() -> None:
     parser.add_argument("--lm", type=Path, help="ARPA language model for beam search")
     parser.add_argument("--beam-width", type=int)
     parser.add_argument("--beam-margin", type=float, default=BeamSearchOptions.beam_margin)
+    parser.add_argument("--no-lookahead", dest="lookahead", action="store_false")
     parser.add_argument("--alpha", type=float, default=BeamSearchOptions.alpha)
     parser.add_argument("--beta", type=float, default=BeamSearchOptions.beta)
     parser.add_argument("--unk-offset", type=float, default=BeamSearchOptions.unk_offset)
@@ -51,7 +52,8 @@ def main() -> None:
     beam = None
     if args.lm or args.beam_width:
         beam = BeamSearchOptions(args.beam_width or BeamSearchOptions.beam_width, args.alpha, args.beta,
-                                 unk_offset=args.unk_offset, beam_margin=args.beam_margin)
+                                 unk_offset=args.unk_offset, beam_margin=args.beam_margin,
+                                 lookahead=args.lookahead)
     transcriber = Transcriber(args.model, SessionOptions(threads=args.threads), lm=args.lm, beam=beam)
     print(f"decoder: {transcriber.decoder or 'greedy'}")
     dataset = load_dataset(args.split, transcriber.info.labels, transcriber.info.blank_index)

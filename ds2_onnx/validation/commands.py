@@ -73,6 +73,7 @@ def validate(
     alpha: Annotated[Optional[float], typer.Option(help="LM weight, as for transcribe.", min=0.0)] = None,
     beta: Annotated[Optional[float], typer.Option(help="Word bonus, as for transcribe.")] = None,
     unk_offset: Annotated[Optional[float], typer.Option("--unk-offset", max=0.0, help="Out-of-vocabulary offset, as for transcribe.")] = None,
+    lookahead: Annotated[Optional[bool], typer.Option("--lookahead/--no-lookahead", help="LM look-ahead, as for transcribe (default: on).")] = None,
 ) -> None:
     """Compare WER, transcripts, log-probs and latency of every exported precision (and PyTorch) on a dataset."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -104,7 +105,7 @@ def validate(
                 progress.advance(task)
 
             report = run_validation(dataset, model, checkpoint, limit, workers, threads, data_dir,
-                                    resolve_lm(lm), beam_options(lm, beam_width, alpha, beta, unk_offset, beam_margin),
+                                    resolve_lm(lm), beam_options(lm, beam_width, alpha, beta, unk_offset, beam_margin, lookahead),
                                     on_start=on_start, on_result=on_result)
     except Ds2OnnxError as e:
         raise fail(str(e))
@@ -167,6 +168,7 @@ def tune_lm(
     beta: Annotated[str, typer.Option(help="Comma-separated word bonuses to try.")] = "-1,0,1,2",
     beam_width: Annotated[int, typer.Option("--beam-width", min=1, help="Beam width used for every point.")] = BeamSearchOptions.beam_width,
     beam_margin: Annotated[float, typer.Option("--beam-margin", help="Beam search score margin used for every point (as for transcribe).")] = BeamSearchOptions.beam_margin,
+    lookahead: Annotated[bool, typer.Option("--lookahead/--no-lookahead", help="LM look-ahead for every point (as for transcribe).")] = BeamSearchOptions.lookahead,
     unk_offset: Annotated[str, typer.Option("--unk-offset", help="Comma-separated out-of-vocabulary offsets to try (<= 0; -inf = vocabulary words only), e.g. 0,-10,-inf.")] = f"{BeamSearchOptions.unk_offset:g}",
     limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="Tune on N utterances spread evenly over the dataset.")] = None,
     jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", min=1, help="Processes decoding grid points in parallel (default: all cores).")] = None,
@@ -189,7 +191,7 @@ def tune_lm(
             task = progress.add_task("loading", total=None)
             report = run_tuning(
                 dataset, model or default_model(), resolve_lm(lm), alphas, betas, beam_width, offsets, limit, jobs,
-                threads, data_dir, beam_margin=beam_margin,
+                threads, data_dir, beam_margin=beam_margin, lookahead=lookahead,
                 on_stage=lambda stage, total: progress.update(task, description=stage, total=total, completed=0),
                 on_step=lambda: progress.advance(task),
                 on_skip=lambda uid, e: progress.console.print(f"[yellow]skipped[/] {escape(uid)}: {escape(e)}"),
@@ -197,7 +199,7 @@ def tune_lm(
     except (Ds2OnnxError, ValueError) as e:
         raise fail(str(e))
     best = report.best
-    table = Table(title=f"beam search (width {report.beam_width}, margin {beam_margin:g}) on {report.dataset}, {report.utterances} utterances",
+    table = Table(title=f"beam search (width {report.beam_width}, margin {beam_margin:g}{'' if lookahead else ', no look-ahead'}) on {report.dataset}, {report.utterances} utterances",
                   title_justify="left")
     for column in ("alpha", "beta", "unk offset", "WER", "CER", "s/utt"):
         table.add_column(column, justify="right")
@@ -217,7 +219,7 @@ def tune_lm(
         payload = {
             "dataset": report.dataset, "utterances": report.utterances, "skipped": report.skipped,
             "beam_width": report.beam_width,
-            "beam_margin": _offset_json(beam_margin),
+            "beam_margin": _offset_json(beam_margin), "lookahead": lookahead,
             "greedy": {"wer": report.greedy.wer, "cer": report.greedy.cer},
             "beam_no_lm": {"wer": report.no_lm.wer, "cer": report.no_lm.cer},
             "points": [{"alpha": p.alpha, "beta": p.beta, "unk_offset": _offset_json(p.unk_offset), "wer": p.wer,

@@ -72,10 +72,10 @@ _DATA: list[tuple[str, np.ndarray]] = []
 _DECODE: dict = {}
 
 
-def _init(data, labels, blank, lm, beam_width, frame_duration, beam_margin):
+def _init(data, labels, blank, lm, beam_width, frame_duration, beam_margin, lookahead):
     _DATA[:] = data
     _DECODE.update(labels=labels, blank=blank, lm=lm, beam_width=beam_width, frame_duration=frame_duration,
-                   beam_margin=beam_margin)
+                   beam_margin=beam_margin, lookahead=lookahead)
 
 
 def _decode_all(point: tuple[float, float, float] | None) -> tuple[ErrorCounts, float]:
@@ -84,7 +84,7 @@ def _decode_all(point: tuple[float, float, float] | None) -> tuple[ErrorCounts, 
     alpha, beta, unk_offset = point if point is not None else (0.0, 0.0, 0.0)
     decoder = BeamSearchDecoder(d["labels"], d["blank"], lm,
                                 BeamSearchOptions(d["beam_width"], alpha, beta, unk_offset=unk_offset,
-                                                  beam_margin=d["beam_margin"]))
+                                                  beam_margin=d["beam_margin"], lookahead=d["lookahead"]))
     total = ErrorCounts()
     start = time.perf_counter()
     for reference, log_probs in _DATA:
@@ -108,6 +108,7 @@ def tune_lm(
     on_step: Callable[[], None] = lambda: None,
     on_skip: Callable[[str, str], None] = lambda utterance, error: None,
     beam_margin: float = BeamSearchOptions.beam_margin,
+    lookahead: bool = BeamSearchOptions.lookahead,
 ) -> TuneReport:
     if not alphas or not betas or not unk_offsets:
         raise ValueError("give at least one alpha, one beta and one unk offset")
@@ -146,7 +147,7 @@ def tune_lm(
     grid = [None] + grid
     on_stage("decoding the grid", len(grid))
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(grid)))
-    init = (data, info.labels, info.blank_index, lm_model, beam_width, info.frame_duration, beam_margin)
+    init = (data, info.labels, info.blank_index, lm_model, beam_width, info.frame_duration, beam_margin, lookahead)
     results: list[tuple[ErrorCounts, float]] = []
     if jobs == 1:
         _init(*init)
