@@ -164,7 +164,7 @@ def test_beam_margin_prunes_hypotheses_below_the_best(seed):
     lm = estimate(LM_TEXT, 3)
     log_probs = log_softmax(rng.normal(0, 1.5, size=(30, len(LABELS))))
 
-    def decoded(width, margin, model=lm):
+    def decoded(width, margin, model):
         options = BeamSearchOptions(beam_width=width, beam_margin=margin, unk_offset=-5.0)
         return BeamSearchDecoder(LABELS, 0, model, options).decode(log_probs, FRAME)
 

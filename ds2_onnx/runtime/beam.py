@@ -237,7 +237,7 @@ class BeamSearchDecoder:
                         other[2] = _logaddexp(other[2], emit)
             entries = list(nxt.values())
             ranked = sorted((-(_logaddexp(e[1], e[2]) + e[3]), i) for i, e in enumerate(entries))
-            cut = ranked[0][0] + margin if ranked else 0.0  # ranked by negated score: best first
+            cut = ranked[0][0] + margin  # ranked by negated score, best first (never empty: every beam stays)
             beams = [entries[i] for score, i in ranked[:width] if score <= cut]
             for e in beams:
                 if e[0] is None:  # a surviving new extension: build it, first emitted here

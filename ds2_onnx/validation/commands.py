@@ -144,7 +144,7 @@ def validate(
         raise typer.Exit(GATE_EXIT_CODE)
 
 
-def _offset_json(value: float) -> float | str:
+def _json_float(value: float) -> float | str:
     """An unk offset or beam margin for JSON, which has no infinity: ±inf as the string "-inf" or "inf" (float()
     reads it back)."""
     return value if math.isfinite(value) else f"{value:g}"
@@ -219,12 +219,12 @@ def tune_lm(
         payload = {
             "dataset": report.dataset, "utterances": report.utterances, "skipped": report.skipped,
             "beam_width": report.beam_width,
-            "beam_margin": _offset_json(beam_margin), "lookahead": lookahead,
+            "beam_margin": _json_float(beam_margin), "lookahead": lookahead,
             "greedy": {"wer": report.greedy.wer, "cer": report.greedy.cer},
             "beam_no_lm": {"wer": report.no_lm.wer, "cer": report.no_lm.cer},
-            "points": [{"alpha": p.alpha, "beta": p.beta, "unk_offset": _offset_json(p.unk_offset), "wer": p.wer,
+            "points": [{"alpha": p.alpha, "beta": p.beta, "unk_offset": _json_float(p.unk_offset), "wer": p.wer,
                         "cer": p.cer, "seconds_per_utterance": p.seconds_per_utterance} for p in report.points],
-            "best": {"alpha": best.alpha, "beta": best.beta, "unk_offset": _offset_json(best.unk_offset), "wer": best.wer,
+            "best": {"alpha": best.alpha, "beta": best.beta, "unk_offset": _json_float(best.unk_offset), "wer": best.wer,
                      "cer": best.cer},
         }
         try:

@@ -12,7 +12,7 @@ import multiprocessing
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -72,19 +72,18 @@ _DATA: list[tuple[str, np.ndarray]] = []
 _DECODE: dict = {}
 
 
-def _init(data, labels, blank, lm, beam_width, frame_duration, beam_margin, lookahead):
+def _init(data, labels, blank, lm, options, frame_duration):
+    """`options`: the search settings every grid point shares (width, margin, look-ahead)."""
     _DATA[:] = data
-    _DECODE.update(labels=labels, blank=blank, lm=lm, beam_width=beam_width, frame_duration=frame_duration,
-                   beam_margin=beam_margin, lookahead=lookahead)
+    _DECODE.update(labels=labels, blank=blank, lm=lm, options=options, frame_duration=frame_duration)
 
 
 def _decode_all(point: tuple[float, float, float] | None) -> tuple[ErrorCounts, float]:
     d = _DECODE
     lm = d["lm"] if point is not None else None
     alpha, beta, unk_offset = point if point is not None else (0.0, 0.0, 0.0)
-    decoder = BeamSearchDecoder(d["labels"], d["blank"], lm,
-                                BeamSearchOptions(d["beam_width"], alpha, beta, unk_offset=unk_offset,
-                                                  beam_margin=d["beam_margin"], lookahead=d["lookahead"]))
+    options = replace(d["options"], alpha=alpha, beta=beta, unk_offset=unk_offset)
+    decoder = BeamSearchDecoder(d["labels"], d["blank"], lm, options)
     total = ErrorCounts()
     start = time.perf_counter()
     for reference, log_probs in _DATA:
@@ -113,8 +112,9 @@ def tune_lm(
     if not alphas or not betas or not unk_offsets:
         raise ValueError("give at least one alpha, one beta and one unk offset")
     grid = [(float(a), float(b), float(u)) for a in alphas for b in betas for u in unk_offsets]
+    shared = BeamSearchOptions(beam_width, beam_margin=beam_margin, lookahead=lookahead)
     for a, b, u in grid:
-        BeamSearchOptions(beam_width, a, b, unk_offset=u, beam_margin=beam_margin)  # raises on a bad value before the model runs
+        replace(shared, alpha=a, beta=b, unk_offset=u)  # raises on a bad value before the model runs
     lm_model = lm if isinstance(lm, LanguageModel) else LanguageModel.load(lm)
     transcriber = Transcriber(model, SessionOptions(threads=threads))
     info = transcriber.info
@@ -147,7 +147,7 @@ def tune_lm(
     grid = [None] + grid
     on_stage("decoding the grid", len(grid))
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(grid)))
-    init = (data, info.labels, info.blank_index, lm_model, beam_width, info.frame_duration, beam_margin, lookahead)
+    init = (data, info.labels, info.blank_index, lm_model, shared, info.frame_duration)
     results: list[tuple[ErrorCounts, float]] = []
     if jobs == 1:
         _init(*init)
